@@ -1,0 +1,74 @@
+"""The `mirage` command line: parses arguments, builds a config, calls one library function.
+
+Heavy imports (torch, diffusers) happen inside each command so `mirage --help` is instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="Mirage: latent spatial memory for video world models.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+bench_app = typer.Typer(help="Speed and memory benchmarks (figures to benchmarks/results/).")
+world_app = typer.Typer(help="The procedural synthetic world: render scenes with ground truth.")
+eval_app = typer.Typer(help="Quality evaluation: novel views and closed loop.")
+memory_app = typer.Typer(help="Inspect and export saved latent memories.")
+app.add_typer(bench_app, name="bench")
+app.add_typer(world_app, name="world")
+app.add_typer(eval_app, name="eval")
+app.add_typer(memory_app, name="memory")
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+@memory_app.command("info")
+def memory_info(path: Path = typer.Argument(..., help="A memory.safetensors file.")):
+    """Print the size and configuration of a saved LatentSpatialMemory."""
+    from mirage.memory import LatentSpatialMemory
+
+    mem = LatentSpatialMemory.load(path)
+    typer.echo(
+        f"{path}: {mem.num_points} points, {mem.channels} channels, dtype {mem.dtype}, "
+        f"voxel_size {mem.voxel_size}, {mem.nbytes / 2**20:.3f} MiB"
+    )
+
+
+@memory_app.command("export-ply")
+def memory_export_ply(
+    path: Path = typer.Argument(..., help="A memory.safetensors file."),
+    out: Path = typer.Argument(..., help="The .ply file to write."),
+):
+    """Write a saved memory as a coloured point cloud (PCA of latents to RGB)."""
+    from mirage.memory import LatentSpatialMemory
+
+    LatentSpatialMemory.load(path).export_ply(out)
+    typer.echo(f"wrote {out}")
+
+
+# --- bench ----------------------------------------------------------------------------------
+
+
+@bench_app.command("readout")
+def bench_readout(
+    quick: bool = typer.Option(False, help="A small sweep that finishes in seconds."),
+    device: str = typer.Option("cpu", help="Device to time on (cpu, cuda)."),
+    out_dir: Path = typer.Option(Path("benchmarks/results"), help="Where the CSV goes."),
+):
+    """Time LatentSpatialMemory.read against points, views and grid size."""
+    from mirage.eval.bench_readout import run_readout_benchmark
+
+    run_readout_benchmark(quick=quick, device=device, out_dir=out_dir)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Shared test setup: offline, deterministic, and small thread counts (2-core CI machine)."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# pytest-xdist runs two workers on two cores; more threads per worker only contend.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def gen():
+    """A seeded torch.Generator, so every test draws the same random inputs."""
+    return torch.Generator().manual_seed(0)
