@@ -41,7 +41,9 @@ def _check_intrinsics(K: torch.Tensor) -> None:
         raise ValueError("`K` must be finite")
     if not ((K[:, 0, 0] > 0) & (K[:, 1, 1] > 0)).all():
         bad = ((K[:, 0, 0] <= 0) | (K[:, 1, 1] <= 0)).nonzero().flatten().tolist()
-        raise ValueError(f"`K` must have positive focal lengths fx, fy; not so in cameras {bad[:8]}")
+        raise ValueError(
+            f"`K` must have positive focal lengths fx, fy; not so in cameras {bad[:8]}"
+        )
     last = torch.tensor([0.0, 0.0, 1.0], dtype=K.dtype, device=K.device)
     if not torch.allclose(K[:, 2, :], last.expand(len(K), 3)) or (K[:, 1, 0] != 0).any():
         raise ValueError("`K` must be upper triangular with last row [0, 0, 1]")
@@ -72,7 +74,9 @@ class Cameras:
         if len(K) != len(c2w):
             raise ValueError(f"`K` and `c2w` must hold the same T, got {len(K)} and {len(c2w)}")
         if int(height) != height or int(width) != width or height <= 0 or width <= 0:
-            raise ValueError(f"`height` and `width` must be positive integers, got {height}x{width}")
+            raise ValueError(
+                f"`height` and `width` must be positive integers, got {height}x{width}"
+            )
         K = K.to(torch.float32).contiguous()
         c2w = c2w.to(device=K.device, dtype=torch.float32).contiguous()
         _check_intrinsics(K)
@@ -129,7 +133,9 @@ class Cameras:
     def resized(self, height: int, width: int) -> Cameras:
         """The same views for the image resized to `height x width` (axes scaled separately)."""
         sx, sy = width / self.width, height / self.height
-        S = torch.tensor([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], dtype=self.K.dtype, device=self.device)
+        S = torch.tensor(
+            [[sx, 0, 0], [0, sy, 0], [0, 0, 1]], dtype=self.K.dtype, device=self.device
+        )
         return Cameras(S @ self.K, self.c2w, height, width)
 
     def scaled(self, factor: float) -> Cameras:

@@ -31,7 +31,9 @@ def transform_points(points: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
     return torch.einsum("tij,tnj->tni", R, points) + t[:, None, :]
 
 
-def unproject(uv: torch.Tensor, z: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:
+def unproject(
+    uv: torch.Tensor, z: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor
+) -> torch.Tensor:
     """World points seen at pixel coordinates uv with z-depth z.
 
     # uv [T,N,2], z [T,N], K [T,3,3], c2w [T,4,4] -> [T,N,3]
@@ -94,7 +96,9 @@ def zbuffer(uv: torch.Tensor, z: torch.Tensor, height: int, width: int):
     slot = torch.where(inside, view * cells + row * width + col, T * cells)
     zbits = torch.where(inside, z, 1.0).contiguous().view(torch.int32).long()
     key = (zbits << 32) | torch.arange(N, device=z.device, dtype=torch.int64)
-    best = torch.full((T * cells + 1,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=z.device)
+    best = torch.full(
+        (T * cells + 1,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=z.device
+    )
     best.scatter_reduce_(0, slot.flatten(), key.flatten(), reduce="amin", include_self=True)
     best = best[:-1].view(T, height, width)
     hit = best != torch.iinfo(torch.int64).max
