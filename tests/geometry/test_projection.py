@@ -1,0 +1,104 @@
+"""Projection, back-projection and the exact z-buffer against hand values and a loop twin."""
+
+import pytest
+import torch
+from camera_factory import intrinsics, pose, random_cameras, rotation
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mirage.geometry import Cameras, backproject, pixel_centers, project, unproject, zbuffer
+from mirage.geometry.projection import _zbuffer
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def test_pixel_centers_follow_continuous_convention():
+    uv = pixel_centers(2, 3)
+    assert uv.shape == (2, 3, 2)
+    assert uv[1, 2].tolist() == [2.5, 1.5]  # (u, v) = (j + .5, i + .5)
+
+
+def test_project_hand_value_with_asymmetric_K():
+    K = torch.tensor([[[100.0, 0, 40.5], [0, 150.0, 20.25], [0, 0, 1]]])
+    w2c = torch.eye(4)[None]
+    uv, z = project(torch.tensor([[0.2, -0.1, 2.0]]), K, w2c)
+    assert z.item() == 2.0
+    torch.testing.assert_close(uv[0, 0], torch.tensor([100 * 0.1 + 40.5, 150 * -0.05 + 20.25]))
+
+
+def test_backproject_gives_z_depth_not_ray_length():
+    H, W = 5, 7
+    K = intrinsics(H, W)[None]
+    depth = torch.full((1, H, W), 3.0)
+    pts = backproject(depth, K, torch.eye(4)[None])
+    assert torch.all(pts[..., 2] == 3.0)  # every point, off-axis too, at z = 3
+    corner = pts[0, 0, 0]
+    assert corner.norm() > 3.0
+
+
+@pytest.mark.parametrize("H, W", [(1, 9), (9, 1), (6, 11)])
+def test_backproject_then_project_is_identity(gen, H, W):
+    cams = random_cameras(gen, 3, H, W)
+    depth = 0.5 + 4 * torch.rand(3, H, W, generator=gen)
+    pts = backproject(depth, cams.K, cams.c2w)  # [3,H,W,3]
+    for t in range(3):
+        uv, z = project(pts[t].reshape(-1, 3), cams.K[t : t + 1], cams.w2c[t : t + 1])
+        torch.testing.assert_close(uv[0].reshape(H, W, 2), pixel_centers(H, W), atol=1e-4, rtol=0)
+        torch.testing.assert_close(z[0].reshape(H, W), depth[t], atol=1e-5, rtol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    u=st.floats(0.0, 63.99),
+    v=st.floats(0.0, 47.99),
+    z=st.floats(0.05, 100.0),
+    yaw=st.floats(-3.1, 3.1),
+    pitch=st.floats(-1.5, 1.5),
+    tx=st.floats(-5, 5),
+    fx=st.floats(10, 500),
+    fy=st.floats(10, 500),
+)
+def test_project_of_unproject_property(u, v, z, yaw, pitch, tx, fx, fy):
+    K = torch.tensor([[[fx, 0, 31.7], [0, fy, 24.2], [0, 0, 1]]])
+    cams = Cameras(K, pose(rotation(yaw, pitch), [tx, 0.5, -1.0]), 48, 64)
+    p = unproject(torch.tensor([[[u, v]]]), torch.tensor([[z]]), cams.K, cams.c2w)
+    uv, zz = project(p[0], cams.K, cams.w2c)
+    torch.testing.assert_close(uv[0, 0], torch.tensor([u, v]), atol=2e-3 * max(1, z), rtol=0)
+    assert abs(zz.item() - z) <= 1e-4 * max(1, z)
+
+
+def _adversarial_scene(gen, T=3, N=600, H=5, W=7):
+    """Many points per cell, exact depth ties, points behind the camera and out of frame."""
+    uv = torch.rand(T, N, 2, generator=gen) * torch.tensor([W + 4.0, H + 4.0]) - 2.0
+    uv[:, :50] = torch.tensor([3.0, 2.0])  # exactly on a cell corner, all in one cell
+    z = torch.randint(-3, 6, (T, N), generator=gen).float() / 2  # few values: many ties
+    z[:, 60:70] = float("inf")
+    z[:, 70:80] = float("nan")
+    uv[:, 80:90, 0] = float("nan")
+    return uv, z
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", range(5))
+def test_zbuffer_matches_brute_force_loop(seed, device):
+    gen = torch.Generator().manual_seed(seed)
+    uv, z = _adversarial_scene(gen)
+    index, depth = zbuffer(uv.to(device), z.to(device), 5, 7)
+    ref_index, ref_depth = _zbuffer(uv, z, 5, 7)
+    assert torch.equal(index.cpu(), ref_index)
+    assert torch.equal(depth.cpu(), ref_depth)
+
+
+def test_zbuffer_hand_cases():
+    uv = torch.tensor([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.7], [1.0, 0.0], [0.5, 0.5]]])
+    z = torch.tensor([[2.0, 1.0, 1.0, 0.5, -1.0]])
+    index, depth = zbuffer(uv, z, 1, 2)
+    # cell (0,0): z 2, 1, 1 -> the nearer pair ties, the smaller index (1) wins; behind ignored
+    # cell (0,1): u = 1.0 belongs to column 1 (floor), alone at z 0.5
+    assert index.tolist() == [[[1, 3]]]
+    assert depth.tolist() == [[[1.0, 0.5]]]
+
+
+def test_zbuffer_empty_and_no_points():
+    index, depth = zbuffer(torch.zeros(2, 0, 2), torch.zeros(2, 0), 3, 4)
+    assert torch.all(index == -1) and torch.all(depth == 0)
