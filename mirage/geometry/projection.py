@@ -62,12 +62,12 @@ def project(points: torch.Tensor, K: torch.Tensor, w2c: torch.Tensor):
     # points [N,3], K [T,3,3], w2c [T,4,4] -> uv [T,N,2] (continuous pixels), z [T,N]
     Points at z <= 0 get non-finite or meaningless uv; callers mask them with z > 0.
     """
-    cam = transform_points(points, w2c)
-    z = cam[..., 2]
-    x, y = cam[..., 0] / z, cam[..., 1] / z
-    u = K[:, 0, 0, None] * x + K[:, 0, 1, None] * y + K[:, 0, 2, None]
-    v = K[:, 1, 1, None] * y + K[:, 1, 2, None]
-    return torch.stack([u, v], dim=-1), z
+    # One [3,4] matrix per view, P = K [R | t]: its third row is the camera z (K's last row is
+    # [0, 0, 1]), so a single batched matmul gives (u z, v z, z).
+    P = K @ w2c[:, :3, :]  # [T,3,4]
+    uvz = torch.matmul(points, P[:, :, :3].transpose(1, 2)) + P[:, None, :, 3]  # [T,N,3]
+    z = uvz[..., 2]
+    return uvz[..., :2] / z[..., None], z
 
 
 def zbuffer(uv: torch.Tensor, z: torch.Tensor, height: int, width: int):

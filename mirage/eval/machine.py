@@ -1,0 +1,66 @@
+"""Describe the machine a benchmark ran on, and write benchmark rows next to that description."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def describe_machine(device: str = "cpu") -> dict:
+    """Hardware and software a figure depends on: CPU model and cores, GPU, torch, CUDA."""
+    info = {
+        "cpu": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": device,
+    }
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(torch.device(device))
+        info["gpu"] = f"{props.name}, {props.total_memory / 2**30:.0f} GiB"
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_rows(rows: list[dict], path: Path, machine: dict) -> None:
+    """Write rows as CSV at `path` and the machine as `<path>.machine.json`, both atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(rows[0].keys()) if rows else []
+    _atomic_text(path, lambda f: _write_csv(f, fields, rows))
+    machine_path = path.with_suffix(".machine.json")
+    _atomic_text(machine_path, lambda f: json.dump(machine, f, indent=2))
+
+
+def _write_csv(f, fields, rows):
+    writer = csv.DictWriter(f, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _atomic_text(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
