@@ -1,0 +1,339 @@
+"""The evaluation protocols: which frames seed the memory, which are scored, and the runners.
+
+Two protocols, documented with worked examples in docs/eval.md:
+
+* Novel views (`nvs_plan`, `evaluate_nvs`): the first `num_context` ground-truth frames of a
+  clip are given to the model (they seed the memory); it generates the whole clip along the
+  ground-truth cameras; frames `num_context, num_context + target_stride, ...` are scored
+  against ground truth (PSNR, SSIM, LPIPS).
+* Closed loop (`closed_loop_plan`, `evaluate_closed_loop`): a go-and-return trajectory of n
+  frames is palindromic, pose(j) = pose(n - 1 - j): outbound on frames 0 .. ceil(n/2) - 1,
+  back along the same path after that. Each return frame j is compared with the frame the
+  model generated at the same pose on the way out, n - 1 - j (the "_C" consistency metrics),
+  and with ground truth.
+
+The runners take a generation callable, so any model (or a stand-in) can be evaluated:
+
+    generate_fn(context_frames [C,3,H,W], cameras: Cameras of T views) -> video [T,3,H,W]
+
+returning all T frames in [0, 1] (the context positions included; they are not scored).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mirage.eval.lpips import LPIPS, MetricUnavailable
+from mirage.eval.metrics import psnr, ssim
+from mirage.eval.report import contact_sheet, write_csv, write_json, write_png
+from mirage.geometry import Cameras
+
+PSNR_CAP_DB = 100.0  # per-frame PSNR is capped here in tables (an exact match has PSNR = inf)
+LOOP_POSE_TOLERANCE = 1e-3  # max |c2w[j] - c2w[n-1-j]| entry for a trajectory to count as a loop
+
+GenerateFn = Callable[[torch.Tensor, Cameras], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class EvalClip:
+    """A ground-truth clip: frames [T,3,H,W] in [0, 1] and their T cameras."""
+
+    name: str
+    frames: torch.Tensor
+    cameras: Cameras
+
+
+@dataclass(frozen=True)
+class NVSPlan:
+    context: list[int]  # frames given to the model (they seed the memory)
+    targets: list[int]  # frames scored against ground truth
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    outbound: list[int]  # frames 0 .. ceil(n/2) - 1
+    pairs: list[tuple[int, int]]  # (return frame, outbound frame at the same pose)
+
+
+def nvs_plan(num_frames: int, num_context: int = 1, target_stride: int = 1) -> NVSPlan:
+    """Novel-view plan for a clip of `num_frames` frames.
+
+    context = [0, ..., num_context - 1]; targets = [num_context, num_context + target_stride,
+    ...] up to num_frames - 1. Example: nvs_plan(9, 1, 2) -> context [0], targets [1, 3, 5, 7].
+    """
+    if num_context < 1:
+        raise ValueError(f"`num_context` must be at least 1, got {num_context}")
+    if target_stride < 1:
+        raise ValueError(f"`target_stride` must be at least 1, got {target_stride}")
+    if num_frames <= num_context:
+        raise ValueError(
+            f"`num_frames` must exceed num_context = {num_context} (something to score), "
+            f"got {num_frames}"
+        )
+    return NVSPlan(list(range(num_context)), list(range(num_context, num_frames, target_stride)))
+
+
+def closed_loop_plan(num_frames: int) -> LoopPlan:
+    """Pairs (return frame, outbound frame at the same pose) of a palindromic trajectory.
+
+    pose(j) = pose(n - 1 - j), so return frame j in ceil(n/2) .. n-1 pairs with n - 1 - j; for
+    odd n the turning frame (n - 1) / 2 has no partner. Example: closed_loop_plan(5) ->
+    outbound [0, 1, 2], pairs [(3, 1), (4, 0)].
+    """
+    if num_frames < 2:
+        raise ValueError(f"`num_frames` must be at least 2 for a go-and-return, got {num_frames}")
+    half = math.ceil(num_frames / 2)
+    pairs = [(j, num_frames - 1 - j) for j in range(half, num_frames)]
+    return LoopPlan(list(range(half)), pairs)
+
+
+def loop_source_indices(num_frames: int) -> list[int]:
+    """Frames of an outbound clip that make a go-and-return of `num_frames` frames.
+
+    Index j of the loop shows clip frame min(j, n - 1 - j): out along the clip, then back.
+    Example: loop_source_indices(5) -> [0, 1, 2, 1, 0] (needs a clip of ceil(n/2) frames).
+    """
+    if num_frames < 2:
+        raise ValueError(f"`num_frames` must be at least 2, got {num_frames}")
+    return [min(j, num_frames - 1 - j) for j in range(num_frames)]
+
+
+def sample_clip_indices(
+    num_source_frames: int, num_frames: int, frame_stride: int = 1, start: int = 0
+) -> list[int]:
+    """Source-video frames of one evaluation clip: start, start + stride, ... (num_frames)."""
+    if num_frames < 1 or frame_stride < 1 or start < 0:
+        raise ValueError(
+            f"`num_frames` and `frame_stride` must be >= 1 and `start` >= 0, got {num_frames}, "
+            f"{frame_stride}, {start}"
+        )
+    last = start + (num_frames - 1) * frame_stride
+    if last >= num_source_frames:
+        raise ValueError(
+            f"a clip of {num_frames} frames every {frame_stride} from {start} needs "
+            f"{last + 1} source frames, got `num_source_frames` = {num_source_frames}"
+        )
+    return list(range(start, last + 1, frame_stride))
+
+
+# --- runners ----------------------------------------------------------------------------
+
+
+class _Scorer:
+    """PSNR / SSIM / LPIPS of frame sets; LPIPS is None (with the reason) when unavailable."""
+
+    def __init__(self, lpips_backbone=None, lpips_heads=None):
+        try:
+            self.lpips = LPIPS(lpips_backbone, lpips_heads)
+            self.lpips_note = None
+        except MetricUnavailable as e:
+            self.lpips, self.lpips_note = None, str(e)
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> dict:
+        p = psnr(pred, target).per_frame.clamp(max=PSNR_CAP_DB)
+        out = {"psnr": float(p.mean()), "ssim": ssim(pred, target).mean, "lpips": None}
+        if self.lpips is not None:
+            out["lpips"] = float(self.lpips.to(pred.device)(pred, target).mean())
+        return out
+
+
+def _check_clip(clip, i: int) -> tuple[str, torch.Tensor, Cameras]:
+    frames, cameras = getattr(clip, "frames", None), getattr(clip, "cameras", None)
+    name = str(getattr(clip, "name", f"clip{i:04d}"))
+    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"clip {name}: `frames` must be a tensor [T,3,H,W], got {type(frames)}")
+    if not isinstance(cameras, Cameras) or len(cameras) != len(frames):
+        raise ValueError(f"clip {name}: `cameras` must be Cameras with one view per frame")
+    if (cameras.height, cameras.width) != tuple(frames.shape[-2:]):
+        raise ValueError(
+            f"clip {name}: cameras are for {cameras.height}x{cameras.width} images, frames are "
+            f"{frames.shape[-2]}x{frames.shape[-1]}"
+        )
+    return name, frames, cameras
+
+
+def _generate(generate_fn: GenerateFn, context, cameras: Cameras, name: str) -> torch.Tensor:
+    video = generate_fn(context, cameras)
+    expected = (len(cameras), 3, cameras.height, cameras.width)
+    if not isinstance(video, torch.Tensor) or tuple(video.shape) != expected:
+        got = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ValueError(f"clip {name}: `generate_fn` must return a video {expected}, got {got}")
+    return video.float()
+
+
+def _spread(indices: Sequence[int], k: int) -> list[int]:
+    """At most k entries of `indices`, evenly spread, first and last included."""
+    if len(indices) <= k:
+        return list(indices)
+    return [indices[round(i * (len(indices) - 1) / (k - 1))] for i in range(k)] if k > 1 else [0]
+
+
+def _means(rows: list[dict], keys: Sequence[str]) -> dict:
+    out = {}
+    for key in keys:
+        vals = [r[key] for r in rows]
+        out[key] = None if any(v is None for v in vals) else sum(vals) / len(vals)
+    return out
+
+
+def _write_tables(out_dir, stem, rows, columns, summary) -> None:
+    if out_dir is None:
+        return
+    out_dir = Path(out_dir)
+    write_csv(out_dir / f"{stem}_per_clip.csv", rows, columns)
+    mean_row = {"clip": "mean", **summary["mean"]}
+    write_csv(out_dir / f"{stem}_mean.csv", [mean_row], columns)
+    write_json(out_dir / f"{stem}.json", {**summary, "per_clip": rows})
+
+
+def evaluate_nvs(
+    generate_fn: GenerateFn,
+    clips: Sequence,
+    out_dir: str | Path | None = None,
+    num_context: int = 1,
+    target_stride: int = 1,
+    lpips_backbone: str | Path | None = None,
+    lpips_heads: str | Path | None = None,
+    sheet_frames: int = 6,
+) -> dict:
+    """Novel-view evaluation of `generate_fn` on clips (objects with name, frames, cameras).
+
+    Writes, when `out_dir` is given: nvs_per_clip.csv, nvs_mean.csv, nvs.json and
+    sheets/nvs_<clip>.png (top: ground truth, bottom: generated, up to `sheet_frames`
+    targets). Returns the summary dict: {"protocol", "mean", "per_clip", "lpips_note"}.
+    """
+    scorer = _Scorer(lpips_backbone, lpips_heads)
+    rows = []
+    for i, clip in enumerate(clips):
+        name, frames, cameras = _check_clip(clip, i)
+        plan = nvs_plan(len(frames), num_context, target_stride)
+        video = _generate(generate_fn, frames[plan.context], cameras, name)
+        t = plan.targets
+        rows.append({"clip": name, "num_targets": len(t), **scorer(video[t], frames[t])})
+        if out_dir is not None and sheet_frames > 0:
+            s = _spread(t, sheet_frames)
+            sheet = contact_sheet([frames[s], video[s].clamp(0, 1)])
+            write_png(Path(out_dir) / "sheets" / f"nvs_{name}.png", sheet)
+    if not rows:
+        raise ValueError("`clips` must hold at least one clip")
+    summary = {
+        "protocol": {
+            "name": "nvs",
+            "num_context": num_context,
+            "target_stride": target_stride,
+            "psnr_cap_db": PSNR_CAP_DB,
+        },
+        "mean": _means(rows, ["psnr", "ssim", "lpips"]),
+        "per_clip": rows,
+        "lpips_note": scorer.lpips_note,
+    }
+    _write_tables(out_dir, "nvs", rows, ["clip", "num_targets", "psnr", "ssim", "lpips"], summary)
+    return summary
+
+
+def _check_loop(cameras: Cameras, name: str) -> None:
+    n = len(cameras)
+    err = (cameras.c2w - cameras.c2w.flip(0)).abs().amax().item()
+    if err > LOOP_POSE_TOLERANCE:
+        raise ValueError(
+            f"clip {name}: a go-and-return clip must be palindromic, c2w[j] == c2w[{n}-1-j]; "
+            f"largest difference {err:.3g} (tolerance {LOOP_POSE_TOLERANCE})"
+        )
+
+
+def evaluate_closed_loop(
+    generate_fn: GenerateFn,
+    clips: Sequence,
+    out_dir: str | Path | None = None,
+    num_context: int = 1,
+    clips_are_loops: bool = False,
+    loop_frames: int | None = None,
+    lpips_backbone: str | Path | None = None,
+    lpips_heads: str | Path | None = None,
+    sheet_frames: int = 6,
+) -> dict:
+    """Closed-loop evaluation: generate a go-and-return and compare each return frame.
+
+    Args:
+        clips: objects with name, frames [T,3,H,W], cameras. With `clips_are_loops`, each clip
+            already is a palindromic go-and-return (e.g. the synthetic world's "loop"
+            trajectory; checked). Otherwise each clip is the outbound path and the loop is
+            built from it with `loop_source_indices` (`loop_frames` long, default 2T - 1).
+        num_context: ground-truth frames given to the model (they seed the memory).
+    Returns / writes (like `evaluate_nvs`, stem "closed_loop"): per clip psnr_c, ssim_c,
+        lpips_c (return frames vs the generated outbound frames at the same pose) and psnr,
+        ssim, lpips (return frames vs ground truth); sheets show ground truth, generated
+        outbound and generated return frames, aligned by pose.
+    """
+    scorer = _Scorer(lpips_backbone, lpips_heads)
+    rows = []
+    for i, clip in enumerate(clips):
+        name, frames, cameras = _check_clip(clip, i)
+        if clips_are_loops:
+            _check_loop(cameras, name)
+            gt, loop_cams = frames, cameras
+        else:
+            n = loop_frames if loop_frames is not None else 2 * len(frames) - 1
+            if n > 2 * len(frames) - 1:
+                raise ValueError(
+                    f"clip {name}: `loop_frames` = {n} needs an outbound clip of "
+                    f"{math.ceil(n / 2)} frames, it has {len(frames)}"
+                )
+            src = loop_source_indices(n)
+            gt, loop_cams = frames[src], cameras[src]
+        plan = closed_loop_plan(len(gt))
+        if num_context >= len(gt):
+            raise ValueError(
+                f"`num_context` must be below the loop length {len(gt)}, got {num_context}"
+            )
+        video = _generate(generate_fn, gt[:num_context], loop_cams, name)
+        ret = [j for j, _ in plan.pairs]
+        out = [k for _, k in plan.pairs]
+        consistency = scorer(video[ret], video[out])
+        truth = scorer(video[ret], gt[ret])
+        rows.append(
+            {"clip": name, "num_pairs": len(ret)}
+            | {f"{k}_c": v for k, v in consistency.items()}
+            | truth
+        )
+        if out_dir is not None and sheet_frames > 0:
+            s = _spread(list(range(len(ret))), sheet_frames)
+            r, o = [ret[k] for k in s], [out[k] for k in s]
+            sheet = contact_sheet([gt[o], video[o].clamp(0, 1), video[r].clamp(0, 1)])
+            write_png(Path(out_dir) / "sheets" / f"closed_loop_{name}.png", sheet)
+    if not rows:
+        raise ValueError("`clips` must hold at least one clip")
+    keys = ["psnr_c", "ssim_c", "lpips_c", "psnr", "ssim", "lpips"]
+    summary = {
+        "protocol": {
+            "name": "closed_loop",
+            "num_context": num_context,
+            "clips_are_loops": clips_are_loops,
+            "loop_frames": loop_frames,
+            "psnr_cap_db": PSNR_CAP_DB,
+        },
+        "mean": _means(rows, keys),
+        "per_clip": rows,
+        "lpips_note": scorer.lpips_note,
+    }
+    _write_tables(out_dir, "closed_loop", rows, ["clip", "num_pairs", *keys], summary)
+    return summary
+
+
+__all__ = [
+    "EvalClip",
+    "LoopPlan",
+    "NVSPlan",
+    "PSNR_CAP_DB",
+    "closed_loop_plan",
+    "evaluate_closed_loop",
+    "evaluate_nvs",
+    "loop_source_indices",
+    "nvs_plan",
+    "sample_clip_indices",
+]

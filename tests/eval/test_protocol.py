@@ -1,0 +1,192 @@
+"""Protocol index plans (hand-written expectations) and the runners against closed forms."""
+
+import csv
+import json
+import math
+
+import imageio.v3 as iio
+import pytest
+import torch
+
+from mirage.eval.protocol import (
+    PSNR_CAP_DB,
+    EvalClip,
+    closed_loop_plan,
+    evaluate_closed_loop,
+    evaluate_nvs,
+    loop_source_indices,
+    nvs_plan,
+    sample_clip_indices,
+)
+from mirage.geometry import Cameras
+
+H, W = 32, 40
+
+
+def test_nvs_plan_documented_examples():
+    p = nvs_plan(9, 1, 2)
+    assert p.context == [0] and p.targets == [1, 3, 5, 7]
+    p = nvs_plan(5)
+    assert p.context == [0] and p.targets == [1, 2, 3, 4]
+    p = nvs_plan(9, num_context=2, target_stride=3)
+    assert p.context == [0, 1] and p.targets == [2, 5, 8]
+    with pytest.raises(ValueError, match="num_frames"):
+        nvs_plan(1)
+
+
+def test_closed_loop_plan_documented_examples():
+    p = closed_loop_plan(5)
+    assert p.outbound == [0, 1, 2] and p.pairs == [(3, 1), (4, 0)]
+    p = closed_loop_plan(4)  # even: the turning pose is shown twice (frames 1 and 2)
+    assert p.outbound == [0, 1] and p.pairs == [(2, 1), (3, 0)]
+    assert closed_loop_plan(9).pairs == [(5, 3), (6, 2), (7, 1), (8, 0)]
+    assert loop_source_indices(5) == [0, 1, 2, 1, 0]
+    assert loop_source_indices(4) == [0, 1, 1, 0]
+    with pytest.raises(ValueError, match="num_frames"):
+        closed_loop_plan(1)
+
+
+def test_sample_clip_indices():
+    assert sample_clip_indices(10, 4, 3) == [0, 3, 6, 9]
+    assert sample_clip_indices(10, 3, 2, start=5) == [5, 7, 9]
+    with pytest.raises(ValueError, match="needs 11 source frames"):
+        sample_clip_indices(10, 4, 3, start=1)
+
+
+# --- runners ------------------------------------------------------------------------------
+
+
+def _cameras(xs):
+    c2w = torch.eye(4).repeat(len(xs), 1, 1)
+    c2w[:, 0, 3] = torch.tensor(xs)
+    K = torch.tensor([[30.0, 0, W / 2], [0, 28.0, H / 2], [0, 0, 1]])
+    return Cameras(K, c2w, H, W)
+
+
+def render(cameras):
+    """A stand-in world: each view is a pattern set by the camera position, values in [0.1, 0.8]."""
+    v, u = torch.meshgrid(torch.arange(H).float(), torch.arange(W).float(), indexing="ij")
+    x = cameras.centers[:, 0].view(-1, 1, 1, 1)
+    ch = torch.arange(3).float().view(1, 3, 1, 1)
+    return 0.45 + 0.35 * torch.sin(0.3 * u + 0.2 * v + 5.0 * x + ch)
+
+
+def _truth_fn(context, cameras):
+    return render(cameras)
+
+
+def _offset_fn(context, cameras):  # every frame off by 0.1: MSE 0.01, PSNR 20 dB
+    return render(cameras) + 0.1
+
+
+def test_evaluate_nvs_truth_and_offset(tmp_path, lpips_weights):
+    clips = [
+        EvalClip(
+            f"c{i}",
+            render(_cameras([0.0, 0.1 * i, 0.2, 0.3, 0.4])),
+            _cameras([0.0, 0.1 * i, 0.2, 0.3, 0.4]),
+        )
+        for i in range(2)
+    ]
+    bpath, hpath, *_ = lpips_weights
+    res = evaluate_nvs(_truth_fn, clips, tmp_path / "a", lpips_backbone=bpath, lpips_heads=hpath)
+    assert res["mean"]["psnr"] == PSNR_CAP_DB
+    assert res["mean"]["ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert res["mean"]["lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert [r["num_targets"] for r in res["per_clip"]] == [4, 4]
+
+    res = evaluate_nvs(_offset_fn, clips, tmp_path / "b", lpips_backbone=bpath, lpips_heads=hpath)
+    assert res["mean"]["psnr"] == pytest.approx(20.0, abs=1e-3)
+    assert res["mean"]["ssim"] < 1.0 and res["mean"]["lpips"] > 0
+    rows = list(csv.DictReader(open(tmp_path / "b" / "nvs_per_clip.csv")))
+    assert [r["clip"] for r in rows] == ["c0", "c1"]
+    assert float(rows[0]["psnr"]) == pytest.approx(20.0, abs=1e-3)
+    data = json.loads((tmp_path / "b" / "nvs.json").read_text())
+    assert data["mean"]["psnr"] == pytest.approx(20.0, abs=1e-3)
+    sheet = iio.imread(tmp_path / "b" / "sheets" / "nvs_c0.png")
+    assert sheet.shape == (2 + 2 * (H + 2), 2 + 4 * (W + 2), 3)
+
+
+def test_evaluate_nvs_passes_context_and_scores_only_targets(tmp_path):
+    cams = _cameras([0.0, 0.1, 0.2, 0.3, 0.4])
+    clip = EvalClip("c", render(cams), cams)
+    seen = []
+
+    def fn(context, cameras):
+        seen.append(context.clone())
+        video = render(cameras)
+        video[:2] = 0.0  # wrong on the context frames 0 and 1: they must not be scored
+        return video
+
+    res = evaluate_nvs(fn, [clip], num_context=2, target_stride=2)
+    assert torch.equal(seen[0], clip.frames[:2])
+    assert res["per_clip"][0]["num_targets"] == 2  # frames 2 and 4
+    assert res["mean"]["psnr"] == PSNR_CAP_DB
+
+
+def test_evaluate_without_lpips_weights_reports_na(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    cams = _cameras([0.0, 0.1, 0.2])
+    res = evaluate_nvs(_offset_fn, [EvalClip("c", render(cams), cams)], tmp_path / "o")
+    assert res["mean"]["lpips"] is None and "alexnet-owt-7be5be79.pth" in res["lpips_note"]
+    row = next(csv.DictReader(open(tmp_path / "o" / "nvs_per_clip.csv")))
+    assert row["lpips"] == "n/a"
+    assert json.loads((tmp_path / "o" / "nvs.json").read_text())["mean"]["lpips"] is None
+
+
+def test_evaluate_closed_loop_from_outbound_clip(tmp_path, lpips_weights):
+    bpath, hpath, *_ = lpips_weights
+    cams = _cameras([0.0, 0.1, 0.25])  # outbound; the loop has 5 frames: 0 1 2 1 0
+    clip = EvalClip("c", render(cams), cams)
+    kw = {"lpips_backbone": bpath, "lpips_heads": hpath}
+    res = evaluate_closed_loop(_truth_fn, [clip], tmp_path, **kw)
+    row = res["per_clip"][0]
+    assert row["num_pairs"] == 2
+    assert row["psnr_c"] == PSNR_CAP_DB and row["psnr"] == PSNR_CAP_DB
+    assert row["ssim_c"] == pytest.approx(1.0, abs=1e-6) and row["lpips_c"] == pytest.approx(
+        0, abs=1e-6
+    )
+
+    # consistent but wrong: return == outbound (PSNR_C capped), each 0.1 off truth (20 dB)
+    row = evaluate_closed_loop(_offset_fn, [clip], **kw)["per_clip"][0]
+    assert row["psnr_c"] == PSNR_CAP_DB and row["psnr"] == pytest.approx(20.0, abs=1e-3)
+
+    # drifts only on the way back: return frames 3, 4 are 0.1 brighter than truth
+    def drift(context, cameras):
+        video = render(cameras)
+        video[3:] += 0.1
+        return video
+
+    row = evaluate_closed_loop(drift, [clip], **kw)["per_clip"][0]
+    assert row["psnr_c"] == pytest.approx(20.0, abs=1e-3)
+    assert row["psnr"] == pytest.approx(20.0, abs=1e-3)
+    assert row["lpips_c"] > 0
+    assert (tmp_path / "closed_loop_per_clip.csv").is_file()
+    sheet = iio.imread(tmp_path / "sheets" / "closed_loop_c.png")
+    assert sheet.shape[0] == 2 + 3 * (H + 2)
+
+
+def test_evaluate_closed_loop_on_loop_clips(tmp_path):
+    xs = [0.0, 0.1, 0.2, 0.3, 0.2, 0.1, 0.0]
+    clip = EvalClip("loop", render(_cameras(xs)), _cameras(xs))
+    generated = []
+
+    def half_noise(context, cameras):
+        video = render(cameras)
+        noise = torch.full_like(video[0], 0.05)
+        video[4:] -= noise  # 0.05 off: MSE 0.0025 -> 26.02 dB
+        generated.append(len(cameras))
+        return video
+
+    row = evaluate_closed_loop(half_noise, [clip], clips_are_loops=True)["per_clip"][0]
+    assert generated == [7] and row["num_pairs"] == 3
+    assert row["psnr_c"] == pytest.approx(10 * math.log10(1 / 0.0025), abs=1e-3)
+    bad = EvalClip("bad", render(_cameras([0.0, 0.1, 0.2])), _cameras([0.0, 0.1, 0.2]))
+    with pytest.raises(ValueError, match="palindromic"):
+        evaluate_closed_loop(_truth_fn, [bad], clips_are_loops=True)
+
+
+def test_generate_fn_output_is_checked():
+    cams = _cameras([0.0, 0.1, 0.2])
+    with pytest.raises(ValueError, match="must return a video"):
+        evaluate_nvs(lambda c, k: render(k)[:2], [EvalClip("c", render(cams), cams)])
