@@ -190,3 +190,22 @@ def test_generate_fn_output_is_checked():
     cams = _cameras([0.0, 0.1, 0.2])
     with pytest.raises(ValueError, match="must return a video"):
         evaluate_nvs(lambda c, k: render(k)[:2], [EvalClip("c", render(cams), cams)])
+
+
+@pytest.mark.parametrize("n", [4, 5, 9])
+def test_closed_loop_plan_matches_make_trajectory_loop(n):
+    from mirage.data.trajectories import make_trajectory
+
+    K = torch.tensor([[30.0, 0, W / 2], [0, 28.0, H / 2], [0, 0, 1]])
+    start = Cameras(K, torch.eye(4)[None], H, W)
+    cams = make_trajectory("loop", start, n, path="orbit", degrees=40.0)
+    plan = closed_loop_plan(n)
+    for j, k in plan.pairs:
+        assert torch.equal(cams.c2w[j], cams.c2w[k])
+    # the outbound frames are the distinct poses of the path (all of them for odd n)
+    centres = cams.centers[plan.outbound]
+    assert torch.cdist(centres, centres).add(torch.eye(len(centres))).min() > 1e-3
+    row = evaluate_closed_loop(
+        _offset_fn, [EvalClip("t", render(cams), cams)], clips_are_loops=True
+    )["per_clip"][0]
+    assert row["num_pairs"] == n // 2 and row["psnr"] == pytest.approx(20.0, abs=1e-3)
