@@ -1,0 +1,74 @@
+"""The provider protocols (depth, exclusion masks) and the input check every provider shares.
+
+A provider is any callable with the signature below; the pipeline calls it on the decoded
+frames it is about to insert into the memory.
+
+- `DepthProvider(frames, cameras, frame_indices) -> depth [T,H,W]`: camera z-depth, float32,
+  on `frames.device`; 0 or +inf where there is no depth (sky). `metric` says whether the
+  depth is in metres (True) or only up to an unknown scale (False: the pipeline aligns its
+  scale to the depth the memory renders, see `align_depth_scale`).
+- `MaskProvider(frames, cameras, frame_indices) -> exclude [T,H,W] bool`: True on pixels that
+  must not enter the memory (dynamic objects, sky).
+
+`frames` are [T,3,H,W] in [0, 1]; `cameras` the `mirage.geometry.Cameras` of those frames
+(size H x W); `frame_indices` [T] int64 the index of each frame in the generated video (its
+time, for dynamic scenes).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from mirage.geometry import Cameras
+
+
+@runtime_checkable
+class DepthProvider(Protocol):
+    metric: bool  # True: metric z-depth (no scale alignment needed); False: only up to scale
+
+    def __call__(
+        self, frames: torch.Tensor, cameras: Cameras, frame_indices: torch.Tensor
+    ) -> torch.Tensor:  # [T,3,H,W], T cameras, [T] int64 -> depth [T,H,W] float32
+        ...
+
+
+@runtime_checkable
+class MaskProvider(Protocol):
+    def __call__(
+        self, frames: torch.Tensor, cameras: Cameras, frame_indices: torch.Tensor
+    ) -> torch.Tensor:  # [T,3,H,W], T cameras, [T] int64 -> exclude [T,H,W] bool
+        ...
+
+
+def check_frames(frames: torch.Tensor, cameras: Cameras, frame_indices: torch.Tensor) -> None:
+    """Validate a provider call before any work.  # [T,3,H,W], T cameras, [T] int64"""
+    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[1] != 3:
+        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+        raise ValueError(f"`frames` must be a tensor of shape [T,3,H,W], got {shape}")
+    T, _, H, W = frames.shape
+    if not frames.is_floating_point():
+        raise ValueError(f"`frames` must be floating point in [0, 1], got {frames.dtype}")
+    if not isinstance(cameras, Cameras):
+        raise ValueError(
+            f"`cameras` must be a mirage.geometry.Cameras, got {type(cameras).__name__}"
+        )
+    if len(cameras) != T:
+        raise ValueError(f"`cameras` must hold one camera per frame ({T}), got {len(cameras)}")
+    if (cameras.height, cameras.width) != (H, W):
+        raise ValueError(
+            f"`cameras` belong to {cameras.height}x{cameras.width} images but `frames` are {H}x{W}"
+        )
+    if (
+        not isinstance(frame_indices, torch.Tensor)
+        or frame_indices.shape != (T,)
+        or frame_indices.is_floating_point()
+        or frame_indices.is_complex()
+    ):
+        got = (
+            f"{tuple(frame_indices.shape)} {frame_indices.dtype}"
+            if isinstance(frame_indices, torch.Tensor)
+            else type(frame_indices).__name__
+        )
+        raise ValueError(f"`frame_indices` must be an integer tensor of shape [{T}], got {got}")
