@@ -37,6 +37,14 @@ PSNR_CAP_DB = 100.0  # per-frame PSNR is capped here in tables (an exact match h
 LOOP_POSE_TOLERANCE = 1e-3  # max |c2w[j] - c2w[n-1-j]| entry for a trajectory to count as a loop
 
 GenerateFn = Callable[[torch.Tensor, Cameras], torch.Tensor]
+METRICS = {
+    "nvs": ["psnr", "ssim", "lpips"],
+    "closed_loop": ["psnr_c", "ssim_c", "lpips_c", "psnr", "ssim", "lpips"],
+}
+COLUMNS = {
+    "nvs": ["clip", "num_targets", *METRICS["nvs"]],
+    "closed_loop": ["clip", "num_pairs", *METRICS["closed_loop"]],
+}
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,19 @@ def sample_clip_indices(
 # --- runners ----------------------------------------------------------------------------
 
 
+def pipeline_generate_fn(pipeline, config=None, prompt: str | None = None) -> GenerateFn:
+    """A `generate_fn` from an object with `generate(image, cameras, prompt=, config=,
+    progress=)` returning `.frames` [T,3,H,W] (MiragePipeline); uses one context frame."""
+
+    def generate(context: torch.Tensor, cameras: Cameras) -> torch.Tensor:
+        if len(context) != 1:
+            raise ValueError(f"the pipeline takes one context frame, got {len(context)}")
+        out = pipeline.generate(context[0], cameras, prompt=prompt, config=config, progress=False)
+        return out.frames
+
+    return generate
+
+
 class _Scorer:
     """PSNR / SSIM / LPIPS of frame sets; LPIPS is None (with the reason) when unavailable."""
 
@@ -177,18 +198,69 @@ def _means(rows: list[dict], keys: Sequence[str]) -> dict:
     out = {}
     for key in keys:
         vals = [r[key] for r in rows]
-        out[key] = None if any(v is None for v in vals) else sum(vals) / len(vals)
+        out[key] = None if not vals or any(v is None for v in vals) else sum(vals) / len(vals)
     return out
 
 
-def _write_tables(out_dir, stem, rows, columns, summary) -> None:
+def _check_shard(shard) -> tuple[int, int]:
+    rank, world = (int(x) for x in shard)
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"`shard` must be (rank, world) with 0 <= rank < world, got {shard}")
+    return rank, world
+
+
+def _finish(out_dir, stem: str, rows: list[dict], summary: dict, shard) -> dict:
+    """Means over clips; all tables for a single process, one rank JSON per shard otherwise."""
+    rank, world = shard
+    if world == 1 and not rows:
+        raise ValueError("`clips` must hold at least one clip")
+    summary = {**summary, "mean": _means(rows, METRICS[stem]), "per_clip": rows}
     if out_dir is None:
-        return
+        return summary
+    if world > 1:
+        write_json(Path(out_dir) / f"{stem}.rank{rank}.json", {**summary, "shard": [rank, world]})
+    else:
+        _write_tables(Path(out_dir), stem, summary)
+    return summary
+
+
+def _write_tables(out_dir: Path, stem: str, summary: dict) -> None:
+    columns = COLUMNS[stem]
+    write_csv(out_dir / f"{stem}_per_clip.csv", summary["per_clip"], columns)
+    write_csv(out_dir / f"{stem}_mean.csv", [{"clip": "mean", **summary["mean"]}], columns)
+    write_json(out_dir / f"{stem}.json", summary)
+
+
+def merge_shards(out_dir: str | Path, stem: str, world: int) -> dict:
+    """Combine the rank JSONs of a sharded run into the single-process tables and files.
+
+    Run on one process after all ranks finished (e.g. `accelerator.wait_for_everyone()` then
+    `if accelerator.is_main_process: merge_shards(...)`). `stem` is "nvs" or "closed_loop".
+    """
+    import json
+
+    if stem not in METRICS:
+        raise ValueError(f"`stem` must be one of {sorted(METRICS)}, got {stem!r}")
     out_dir = Path(out_dir)
-    write_csv(out_dir / f"{stem}_per_clip.csv", rows, columns)
-    mean_row = {"clip": "mean", **summary["mean"]}
-    write_csv(out_dir / f"{stem}_mean.csv", [mean_row], columns)
-    write_json(out_dir / f"{stem}.json", {**summary, "per_clip": rows})
+    parts = []
+    for rank in range(world):
+        path = out_dir / f"{stem}.rank{rank}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"shard {rank} of {world} has not written {path}")
+        parts.append(json.loads(path.read_text()))
+    rows = sorted((r for p in parts for r in p["per_clip"]), key=lambda r: r["index"])
+    if not rows:
+        raise ValueError(f"the {world} shards in {out_dir} hold no clips")
+    notes = [p["lpips_note"] for p in parts if p.get("lpips_note")]
+    summary = {
+        "protocol": parts[0]["protocol"],
+        "mean": _means(rows, METRICS[stem]),
+        "per_clip": rows,
+        "lpips_note": notes[0] if notes else None,
+        "shards": world,
+    }
+    _write_tables(out_dir, stem, summary)
+    return summary
 
 
 def evaluate_nvs(
@@ -200,40 +272,44 @@ def evaluate_nvs(
     lpips_backbone: str | Path | None = None,
     lpips_heads: str | Path | None = None,
     sheet_frames: int = 6,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict:
     """Novel-view evaluation of `generate_fn` on clips (objects with name, frames, cameras).
 
     Writes, when `out_dir` is given: nvs_per_clip.csv, nvs_mean.csv, nvs.json and
     sheets/nvs_<clip>.png (top: ground truth, bottom: generated, up to `sheet_frames`
     targets). Returns the summary dict: {"protocol", "mean", "per_clip", "lpips_note"}.
+
+    With `shard` = (rank, world), only clips i with i % world == rank are evaluated and the
+    results go to nvs.rank<rank>.json; `merge_shards(out_dir, "nvs", world)` then writes the
+    tables (one process per GPU, e.g. under `accelerate launch`).
     """
+    shard = _check_shard(shard)
     scorer = _Scorer(lpips_backbone, lpips_heads)
     rows = []
     for i, clip in enumerate(clips):
+        if i % shard[1] != shard[0]:
+            continue
         name, frames, cameras = _check_clip(clip, i)
         plan = nvs_plan(len(frames), num_context, target_stride)
         video = _generate(generate_fn, frames[plan.context], cameras, name)
         t = plan.targets
-        rows.append({"clip": name, "num_targets": len(t), **scorer(video[t], frames[t])})
+        rows.append(
+            {"index": i, "clip": name, "num_targets": len(t), **scorer(video[t], frames[t])}
+        )
         if out_dir is not None and sheet_frames > 0:
             s = _spread(t, sheet_frames)
             sheet = contact_sheet([frames[s], video[s].clamp(0, 1)])
             write_png(Path(out_dir) / "sheets" / f"nvs_{name}.png", sheet)
-    if not rows:
-        raise ValueError("`clips` must hold at least one clip")
-    summary = {
-        "protocol": {
-            "name": "nvs",
-            "num_context": num_context,
-            "target_stride": target_stride,
-            "psnr_cap_db": PSNR_CAP_DB,
-        },
-        "mean": _means(rows, ["psnr", "ssim", "lpips"]),
-        "per_clip": rows,
-        "lpips_note": scorer.lpips_note,
+    protocol = {
+        "name": "nvs",
+        "num_context": num_context,
+        "target_stride": target_stride,
+        "psnr_cap_db": PSNR_CAP_DB,
     }
-    _write_tables(out_dir, "nvs", rows, ["clip", "num_targets", "psnr", "ssim", "lpips"], summary)
-    return summary
+    return _finish(
+        out_dir, "nvs", rows, {"protocol": protocol, "lpips_note": scorer.lpips_note}, shard
+    )
 
 
 def _check_loop(cameras: Cameras, name: str) -> None:
@@ -256,6 +332,7 @@ def evaluate_closed_loop(
     lpips_backbone: str | Path | None = None,
     lpips_heads: str | Path | None = None,
     sheet_frames: int = 6,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict:
     """Closed-loop evaluation: generate a go-and-return and compare each return frame.
 
@@ -269,10 +346,14 @@ def evaluate_closed_loop(
         lpips_c (return frames vs the generated outbound frames at the same pose) and psnr,
         ssim, lpips (return frames vs ground truth); sheets show ground truth, generated
         outbound and generated return frames, aligned by pose.
+        `shard` works as in `evaluate_nvs` (merge with stem "closed_loop").
     """
+    shard = _check_shard(shard)
     scorer = _Scorer(lpips_backbone, lpips_heads)
     rows = []
     for i, clip in enumerate(clips):
+        if i % shard[1] != shard[0]:
+            continue
         name, frames, cameras = _check_clip(clip, i)
         if clips_are_loops:
             _check_loop(cameras, name)
@@ -297,7 +378,7 @@ def evaluate_closed_loop(
         consistency = scorer(video[ret], video[out])
         truth = scorer(video[ret], gt[ret])
         rows.append(
-            {"clip": name, "num_pairs": len(ret)}
+            {"index": i, "clip": name, "num_pairs": len(ret)}
             | {f"{k}_c": v for k, v in consistency.items()}
             | truth
         )
@@ -306,23 +387,15 @@ def evaluate_closed_loop(
             r, o = [ret[k] for k in s], [out[k] for k in s]
             sheet = contact_sheet([gt[o], video[o].clamp(0, 1), video[r].clamp(0, 1)])
             write_png(Path(out_dir) / "sheets" / f"closed_loop_{name}.png", sheet)
-    if not rows:
-        raise ValueError("`clips` must hold at least one clip")
-    keys = ["psnr_c", "ssim_c", "lpips_c", "psnr", "ssim", "lpips"]
-    summary = {
-        "protocol": {
-            "name": "closed_loop",
-            "num_context": num_context,
-            "clips_are_loops": clips_are_loops,
-            "loop_frames": loop_frames,
-            "psnr_cap_db": PSNR_CAP_DB,
-        },
-        "mean": _means(rows, keys),
-        "per_clip": rows,
-        "lpips_note": scorer.lpips_note,
+    protocol = {
+        "name": "closed_loop",
+        "num_context": num_context,
+        "clips_are_loops": clips_are_loops,
+        "loop_frames": loop_frames,
+        "psnr_cap_db": PSNR_CAP_DB,
     }
-    _write_tables(out_dir, "closed_loop", rows, ["clip", "num_pairs", *keys], summary)
-    return summary
+    summary = {"protocol": protocol, "lpips_note": scorer.lpips_note}
+    return _finish(out_dir, "closed_loop", rows, summary, shard)
 
 
 __all__ = [
@@ -334,6 +407,8 @@ __all__ = [
     "evaluate_closed_loop",
     "evaluate_nvs",
     "loop_source_indices",
+    "merge_shards",
+    "pipeline_generate_fn",
     "nvs_plan",
     "sample_clip_indices",
 ]

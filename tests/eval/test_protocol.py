@@ -209,3 +209,49 @@ def test_closed_loop_plan_matches_make_trajectory_loop(n):
         _offset_fn, [EvalClip("t", render(cams), cams)], clips_are_loops=True
     )["per_clip"][0]
     assert row["num_pairs"] == n // 2 and row["psnr"] == pytest.approx(20.0, abs=1e-3)
+
+
+def test_sharded_runs_merge_to_the_single_process_result(tmp_path):
+    from mirage.eval.protocol import merge_shards
+
+    clips = []
+    for i in range(3):
+        cams = _cameras([0.0, 0.1 * (i + 1), 0.3])
+        clips.append(EvalClip(f"c{i}", render(cams), cams))
+
+    def fn(context, cameras):  # a different error per clip, so the rows differ
+        return render(cameras) + 0.05 * (1 + cameras.centers[1, 0].item())
+
+    whole = evaluate_nvs(fn, clips, tmp_path / "one")
+    for rank in range(2):
+        part = evaluate_nvs(fn, clips, tmp_path / "two", shard=(rank, 2))
+        assert [r["index"] for r in part["per_clip"]] == list(range(rank, 3, 2))
+    assert not (tmp_path / "two" / "nvs_per_clip.csv").exists()
+    merged = merge_shards(tmp_path / "two", "nvs", 2)
+    assert [r["clip"] for r in merged["per_clip"]] == ["c0", "c1", "c2"]
+    assert merged["mean"]["psnr"] == pytest.approx(whole["mean"]["psnr"], abs=1e-9)
+    one = (tmp_path / "one" / "nvs_per_clip.csv").read_text()
+    assert (tmp_path / "two" / "nvs_per_clip.csv").read_text() == one
+    with pytest.raises(FileNotFoundError, match="rank2"):
+        merge_shards(tmp_path / "two", "nvs", 3)
+    with pytest.raises(ValueError, match="shard"):
+        evaluate_nvs(fn, clips, shard=(2, 2))
+
+
+def test_pipeline_generate_fn_uses_the_first_frame():
+    from types import SimpleNamespace
+
+    from mirage.eval.protocol import pipeline_generate_fn
+
+    calls = []
+
+    class FakePipeline:
+        def generate(self, image, cameras, prompt=None, config=None, progress=True):
+            calls.append((image.shape, len(cameras), prompt, progress))
+            return SimpleNamespace(frames=render(cameras))
+
+    cams = _cameras([0.0, 0.1, 0.2, 0.3, 0.4])
+    fn = pipeline_generate_fn(FakePipeline(), prompt="a room")
+    res = evaluate_nvs(fn, [EvalClip("c", render(cams), cams)])
+    assert calls == [((3, H, W), 5, "a room", False)]
+    assert res["mean"]["psnr"] == PSNR_CAP_DB
