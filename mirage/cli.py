@@ -51,6 +51,34 @@ def memory_export_ply(
     typer.echo(f"wrote {out}")
 
 
+# --- world ----------------------------------------------------------------------------------
+
+
+@world_app.command("render")
+def world_render(
+    seed: int = typer.Option(0, help="Scene seed: the same seed gives the same scene."),
+    kind: str = typer.Option("indoor", help="indoor | outdoor."),
+    dynamic: int = typer.Option(0, help="Number of moving objects."),
+    trajectory: str = typer.Option("orbit", help="A preset name or a trajectory JSON file."),
+    frames: int = typer.Option(33, help="Number of frames (presets only)."),
+    size: str = typer.Option("128x192", help="HEIGHTxWIDTH of the frames (presets only)."),
+    fps: float = typer.Option(16.0, help="Frame rate of the mp4 and the camera timestamps."),
+    out: Path = typer.Option(..., help="Output folder."),
+):
+    """Render a synthetic clip: video.mp4, depth (+ coloured preview), masks, cameras."""
+    from mirage.data.world import parse_size, render_world
+
+    try:
+        height, width = parse_size(size)
+        paths = render_world(
+            out, seed=seed, kind=kind, num_dynamic=dynamic, trajectory=trajectory,
+            num_frames=frames, height=height, width=width, fps=fps,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+    typer.echo(f"wrote {', '.join(p.name for p in paths.values())} to {out}")
+
+
 # --- bench ----------------------------------------------------------------------------------
 
 

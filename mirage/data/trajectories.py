@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import torch
 
+from mirage.data._io import atomic_path
 from mirage.geometry import Cameras
 
 PRESETS = (
@@ -347,12 +346,8 @@ def save_trajectory(path: str | Path, cameras: Cameras) -> None:
         "K": cameras.K.cpu().tolist(),
         "c2w": cameras.c2w.cpu().tolist(),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(doc, f)
-    os.replace(tmp, path)
 
 
 def load_trajectory(path: str | Path) -> Cameras:
