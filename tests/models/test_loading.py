@@ -117,3 +117,14 @@ def test_full_size_config_counts():
         m = WanTransformer3DModel(**wan22_ti2v_transformer_config())
     n = sum(p.numel() for p in m.parameters())
     assert 4.9e9 < n < 5.1e9, n  # "5B"
+
+
+def test_load_with_text_encoder_and_tokenizer(model_dir, tiny_umt5, tiny_tokenizer):
+    from mirage.models.text import encode_prompts
+
+    tiny_umt5.save_pretrained(model_dir / "text_encoder")
+    tiny_tokenizer.save_pretrained(model_dir / "tokenizer")
+    comp = load_wan_components(model_dir, dtype=torch.float32, load_text_encoder=True)
+    a = encode_prompts(comp.text_encoder, comp.tokenizer, ["a red house"], max_length=6)
+    b = encode_prompts(tiny_umt5, tiny_tokenizer, ["a red house"], max_length=6)
+    assert torch.equal(a, b)
