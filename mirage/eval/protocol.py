@@ -30,6 +30,14 @@ import torch
 
 from mirage.eval.lpips import LPIPS, MetricUnavailable
 from mirage.eval.metrics import psnr, ssim
+from mirage.eval.plans import (
+    LoopPlan,
+    NVSPlan,
+    closed_loop_plan,
+    loop_source_indices,
+    nvs_plan,
+    sample_clip_indices,
+)
 from mirage.eval.report import contact_sheet, write_csv, write_json, write_png
 from mirage.geometry import Cameras
 
@@ -54,79 +62,6 @@ class EvalClip:
     name: str
     frames: torch.Tensor
     cameras: Cameras
-
-
-@dataclass(frozen=True)
-class NVSPlan:
-    context: list[int]  # frames given to the model (they seed the memory)
-    targets: list[int]  # frames scored against ground truth
-
-
-@dataclass(frozen=True)
-class LoopPlan:
-    outbound: list[int]  # frames 0 .. ceil(n/2) - 1
-    pairs: list[tuple[int, int]]  # (return frame, outbound frame at the same pose)
-
-
-def nvs_plan(num_frames: int, num_context: int = 1, target_stride: int = 1) -> NVSPlan:
-    """Novel-view plan for a clip of `num_frames` frames.
-
-    context = [0, ..., num_context - 1]; targets = [num_context, num_context + target_stride,
-    ...] up to num_frames - 1. Example: nvs_plan(9, 1, 2) -> context [0], targets [1, 3, 5, 7].
-    """
-    if num_context < 1:
-        raise ValueError(f"`num_context` must be at least 1, got {num_context}")
-    if target_stride < 1:
-        raise ValueError(f"`target_stride` must be at least 1, got {target_stride}")
-    if num_frames <= num_context:
-        raise ValueError(
-            f"`num_frames` must exceed num_context = {num_context} (something to score), "
-            f"got {num_frames}"
-        )
-    return NVSPlan(list(range(num_context)), list(range(num_context, num_frames, target_stride)))
-
-
-def closed_loop_plan(num_frames: int) -> LoopPlan:
-    """Pairs (return frame, outbound frame at the same pose) of a palindromic trajectory.
-
-    pose(j) = pose(n - 1 - j), so return frame j in ceil(n/2) .. n-1 pairs with n - 1 - j; for
-    odd n the turning frame (n - 1) / 2 has no partner. Example: closed_loop_plan(5) ->
-    outbound [0, 1, 2], pairs [(3, 1), (4, 0)].
-    """
-    if num_frames < 2:
-        raise ValueError(f"`num_frames` must be at least 2 for a go-and-return, got {num_frames}")
-    half = math.ceil(num_frames / 2)
-    pairs = [(j, num_frames - 1 - j) for j in range(half, num_frames)]
-    return LoopPlan(list(range(half)), pairs)
-
-
-def loop_source_indices(num_frames: int) -> list[int]:
-    """Frames of an outbound clip that make a go-and-return of `num_frames` frames.
-
-    Index j of the loop shows clip frame min(j, n - 1 - j): out along the clip, then back.
-    Example: loop_source_indices(5) -> [0, 1, 2, 1, 0] (needs a clip of ceil(n/2) frames).
-    """
-    if num_frames < 2:
-        raise ValueError(f"`num_frames` must be at least 2, got {num_frames}")
-    return [min(j, num_frames - 1 - j) for j in range(num_frames)]
-
-
-def sample_clip_indices(
-    num_source_frames: int, num_frames: int, frame_stride: int = 1, start: int = 0
-) -> list[int]:
-    """Source-video frames of one evaluation clip: start, start + stride, ... (num_frames)."""
-    if num_frames < 1 or frame_stride < 1 or start < 0:
-        raise ValueError(
-            f"`num_frames` and `frame_stride` must be >= 1 and `start` >= 0, got {num_frames}, "
-            f"{frame_stride}, {start}"
-        )
-    last = start + (num_frames - 1) * frame_stride
-    if last >= num_source_frames:
-        raise ValueError(
-            f"a clip of {num_frames} frames every {frame_stride} from {start} needs "
-            f"{last + 1} source frames, got `num_source_frames` = {num_source_frames}"
-        )
-    return list(range(start, last + 1, frame_stride))
 
 
 # --- runners ----------------------------------------------------------------------------
@@ -184,14 +119,19 @@ def _generate(generate_fn: GenerateFn, context, cameras: Cameras, name: str) -> 
     if not isinstance(video, torch.Tensor) or tuple(video.shape) != expected:
         got = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
         raise ValueError(f"clip {name}: `generate_fn` must return a video {expected}, got {got}")
-    return video.float()
+    if not torch.isfinite(video).all():
+        raise ValueError(f"clip {name}: `generate_fn` returned non-finite values")
+    # scored as images: clamped to [0, 1] (decoders overshoot slightly), beside the ground truth
+    return video.detach().float().clamp(0, 1).to(context.device)
 
 
 def _spread(indices: Sequence[int], k: int) -> list[int]:
     """At most k entries of `indices`, evenly spread, first and last included."""
     if len(indices) <= k:
         return list(indices)
-    return [indices[round(i * (len(indices) - 1) / (k - 1))] for i in range(k)] if k > 1 else [0]
+    if k == 1:
+        return [indices[0]]
+    return [indices[round(i * (len(indices) - 1) / (k - 1))] for i in range(k)]
 
 
 def _means(rows: list[dict], keys: Sequence[str]) -> dict:
@@ -299,7 +239,7 @@ def evaluate_nvs(
         )
         if out_dir is not None and sheet_frames > 0:
             s = _spread(t, sheet_frames)
-            sheet = contact_sheet([frames[s], video[s].clamp(0, 1)])
+            sheet = contact_sheet([frames[s], video[s]])
             write_png(Path(out_dir) / "sheets" / f"nvs_{name}.png", sheet)
     protocol = {
         "name": "nvs",
@@ -385,7 +325,7 @@ def evaluate_closed_loop(
         if out_dir is not None and sheet_frames > 0:
             s = _spread(list(range(len(ret))), sheet_frames)
             r, o = [ret[k] for k in s], [out[k] for k in s]
-            sheet = contact_sheet([gt[o], video[o].clamp(0, 1), video[r].clamp(0, 1)])
+            sheet = contact_sheet([gt[o], video[o], video[r]])
             write_png(Path(out_dir) / "sheets" / f"closed_loop_{name}.png", sheet)
     protocol = {
         "name": "closed_loop",
