@@ -160,8 +160,13 @@ class LPIPS(nn.Module):
         module.load_state_dict({k: v.float() for k, v in state.items()})
 
     @torch.no_grad()
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """pred, target: [T,3,H,W] in [0, 1] -> per-frame LPIPS distance [T] (>= 0)."""
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, batch_size: int = 8
+    ) -> torch.Tensor:
+        """pred, target: [T,3,H,W] in [0, 1] -> per-frame LPIPS distance [T] (>= 0).
+
+        Frames go through the network `batch_size` at a time (bounded activation memory).
+        """
         from mirage.eval.metrics import check_frames
 
         check_frames(pred, target)
@@ -170,25 +175,31 @@ class LPIPS(nn.Module):
             raise ValueError(
                 f"LPIPS-AlexNet needs frames of at least {MIN_SIZE}x{MIN_SIZE}, got {H}x{W}"
             )
+        if batch_size < 1:
+            raise ValueError(f"`batch_size` must be at least 1, got {batch_size}")
+        out = [
+            self._distance(pred[i : i + batch_size], target[i : i + batch_size])
+            for i in range(0, len(pred), batch_size)
+        ]
+        return torch.cat(out)
+
+    def _distance(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # -> [T]
         device = self.shift.device
+        T = len(pred)
         # 1. [0, 1] -> [-1, 1] -> LPIPS input scaling; both images in one batch
         x = torch.cat([pred, target]).to(device, torch.float32) * 2 - 1
         x = (x - self.shift) / self.scale
         # 2. the five ReLU outputs, unit-normalised along channels
-        total = torch.zeros(len(pred), device=device)
-        taps = iter(_TAPS)
-        tap = next(taps)
+        total = torch.zeros(T, device=device)
         layer = 0
         for i, module in enumerate(self.features):
             x = module(x)
-            if i != tap:
+            if i not in _TAPS:
                 continue
             f = x / (x.pow(2).sum(1, keepdim=True).sqrt() + NORM_EPS)
-            f0, f1 = f[: len(pred)], f[len(pred) :]
-            # 3. channel-weighted squared difference, averaged over space
-            total += self.heads[layer]((f0 - f1) ** 2).mean(dim=(1, 2, 3))
+            # 3. channel-weighted squared difference, averaged over space, summed over layers
+            total += self.heads[layer]((f[:T] - f[T:]) ** 2).mean(dim=(1, 2, 3))
             layer += 1
-            tap = next(taps, None)
         return total
 
 

@@ -106,6 +106,7 @@ def test_lpips_zero_for_identical_and_positive_otherwise(lpips_weights, gen):
     d = model(x, y)
     assert (d > 1e-4).all()
     assert torch.allclose(d, _lpips_reference(x, y, backbone, heads), rtol=1e-4, atol=1e-6)
+    assert torch.allclose(model(x, y, batch_size=1), d, rtol=1e-5, atol=1e-7)
 
 
 def test_lpips_score_and_unavailable(lpips_weights, gen, tmp_path):
