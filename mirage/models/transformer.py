@@ -257,6 +257,8 @@ class MirageTransformer(nn.Module):
         """Predict the flow-matching velocity; `readout=None` skips the side branch."""
         self._check_inputs(latents, timestep, encoder_hidden_states, readout)
         base = self.base
+        latents = latents.to(self.dtype)
+        encoder_hidden_states = encoder_hidden_states.to(self.dtype)
         B, C, F, h, w = latents.shape
         p_t, p_h, p_w = base.config.patch_size
         pf, ph, pw = F // p_t, h // p_h, w // p_w
