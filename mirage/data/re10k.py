@@ -218,6 +218,6 @@ def load_frames(source: str | Path, height: int, width: int, indices=None) -> to
             a = np.repeat(a[..., None], 3, axis=2)
         if a.dtype != np.uint8:
             raise ValueError(f"{source}: expected 8-bit images, got {a.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1).float() / 255.0
+        t = torch.from_numpy(np.array(a[..., :3])).permute(2, 0, 1).float() / 255.0
         out.append(resize_frames(t[None], height, width)[0])
     return torch.stack(out)
