@@ -1,0 +1,39 @@
+"""GenerationConfig: every knob of one `MiragePipeline.generate` call, with its default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mirage.pipeline.chunks import check_chunk_frames
+
+MEMORY_MODES = ("latent", "rgb", "none")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    chunk_frames: int = 33  # frames per chunk (4k + 1); later chunks add chunk_frames - 1 new
+    num_inference_steps: int = 20  # flow UniPC steps per chunk
+    shift: float = 5.0  # flow-matching timestep shift
+    guidance_scale: float = 1.0  # classifier-free guidance; 1.0 = off (official default)
+    context_latents: int = 2  # latents of the previous chunk carried as clean context
+    memory: str = "latent"  # "latent" (ours), "rgb" (point-cloud render + VAE), "none"
+    voxel_size: float | None = None  # world units; None appends every observation
+    memory_dtype: str = "bfloat16"  # storage dtype of the latent memory
+    side_scale: float = 1.0  # weight of the side-branch hints
+    seed: int = 0  # noise seed: same seed, same video on the same device
+    fps: int = 16  # frame rate written to video.mp4
+
+    def __post_init__(self):
+        check_chunk_frames(self.chunk_frames)
+        if self.memory not in MEMORY_MODES:
+            raise ValueError(f"`memory` must be one of {MEMORY_MODES}, got {self.memory!r}")
+        if self.num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be >= 1, got {self.num_inference_steps}")
+        if self.context_latents < 0:
+            raise ValueError(f"`context_latents` must be >= 0, got {self.context_latents}")
+        if self.guidance_scale < 1:
+            raise ValueError(f"`guidance_scale` must be >= 1, got {self.guidance_scale}")
+        if not isinstance(getattr(torch, self.memory_dtype, None), torch.dtype):
+            raise ValueError(f"`memory_dtype` must name a torch dtype, got {self.memory_dtype!r}")
