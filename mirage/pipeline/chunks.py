@@ -1,4 +1,4 @@
-"""The chunk plan of a long video: which frames each chunk covers and which camera each latent takes.
+"""The chunk plan of a long video: the frames of each chunk and the camera of each latent.
 
 A chunk has `4k + 1` frames and `k + 1` latent frames. The first chunk starts at the input
 image (frame 0); every later chunk starts at the last frame of the one before (that frame's
