@@ -24,6 +24,57 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(memory_app, name="memory")
 
 
+# --- generate -------------------------------------------------------------------------------
+
+
+@app.command()
+def generate(
+    model: Path = typer.Option(..., help="Wan-layout model folder (transformer/, vae/, ...)."),
+    out: Path = typer.Option(..., help="Output folder."),
+    branch: Path = typer.Option(None, help="Side-branch checkpoint (default: in --model)."),
+    lora: Path = typer.Option(None, help="LoRA checkpoint (default: in --model, if any)."),
+    image: Path = typer.Option(None, help="First frame (default: rendered from --scene)."),
+    scene: int = typer.Option(None, help="Synthetic scene seed (for gt depth/masks)."),
+    scene_kind: str = typer.Option("indoor", help="indoor | outdoor."),
+    dynamic: int = typer.Option(0, help="Moving objects in the synthetic scene."),
+    trajectory: str = typer.Option("orbit", help="A preset name or a trajectory JSON file."),
+    frames: int = typer.Option(33, help="Frames for a preset: 1 + n * (chunk_frames - 1)."),
+    size: str = typer.Option(None, help="HEIGHTxWIDTH for presets (default: the image's)."),
+    prompt: str = typer.Option(None, help="Text prompt (needs a text encoder in --model)."),
+    memory: str = typer.Option("latent", help="latent | rgb | none."),
+    depth: str = typer.Option("gt", help="gt (synthetic scene) or a depth model folder."),
+    masks: str = typer.Option("none", help="none | gt | a SAM3 model folder."),
+    chunk_frames: int = typer.Option(33, help="Frames per chunk (4k + 1)."),
+    steps: int = typer.Option(20, help="Denoising steps per chunk."),
+    guidance: float = typer.Option(1.0, help="Classifier-free guidance scale (1 = off)."),
+    voxel_size: float = typer.Option(None, help="Fuse memory points per voxel of this size."),
+    seed: int = typer.Option(0, help="Noise seed."),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N."),
+    dtype: str = typer.Option("float32", help="Transformer dtype: float32 | bfloat16."),
+    offload: bool = typer.Option(False, help="Keep models on CPU, move each to GPU to run."),
+):
+    """Generate a camera-controlled video chunk by chunk with a spatial memory."""
+    from mirage.data.world import parse_size
+    from mirage.pipeline import GenerationConfig
+    from mirage.pipeline.runner import GenerateJob, run_generate
+
+    try:
+        config = GenerationConfig(
+            chunk_frames=chunk_frames, num_inference_steps=steps, guidance_scale=guidance,
+            memory=memory, voxel_size=voxel_size, seed=seed,
+        )  # fmt: skip
+        job = GenerateJob(
+            model=model, out=out, trajectory=trajectory, frames=frames,
+            size=parse_size(size) if size else None, image=image, scene_seed=scene,
+            scene_kind=scene_kind, num_dynamic=dynamic, prompt=prompt, branch=branch, lora=lora,
+            depth=depth, masks=masks, device=device, dtype=dtype, offload=offload, config=config,
+        )  # fmt: skip
+        paths = run_generate(job)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+    typer.echo(f"wrote {', '.join(sorted(p.name for p in paths.values()))} to {out}")
+
+
 # --- memory ---------------------------------------------------------------------------------
 
 

@@ -1,0 +1,83 @@
+"""Build a MiragePipeline from local files: model folder, side branch, LoRA, perception."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from mirage.pipeline.world_model import MiragePipeline
+
+SIDE_BRANCH_FILE = "side_branch.safetensors"  # looked up inside the model folder by default
+LORA_FILE = "lora.safetensors"
+
+
+def side_every_of(branch: str | Path) -> int:
+    """The `side_every` a side-branch file was saved with (read from its header only)."""
+    from safetensors import safe_open
+
+    from mirage.models.transformer import SIDE_CONFIG_KEY
+
+    path = Path(branch)
+    if not path.is_file():
+        raise FileNotFoundError(f"side-branch checkpoint not found: {path}")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if SIDE_CONFIG_KEY not in meta:
+        raise ValueError(f"{path} is not a Mirage side-branch file (no {SIDE_CONFIG_KEY} header)")
+    return int(json.loads(meta[SIDE_CONFIG_KEY])["side_every"])
+
+
+def build_pipeline(
+    model_dir: str | Path,
+    branch: str | Path | None = None,
+    lora: str | Path | None = None,
+    depth="gt",
+    masks="none",
+    scene=None,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    offload: bool = False,
+    side_every: int = 2,
+) -> MiragePipeline:
+    """Load every part, checking every file first.
+
+    `branch` / `lora` default to `side_branch.safetensors` / `lora.safetensors` inside
+    `model_dir` when those exist; without a branch the side branch is freshly initialised (it
+    then adds exactly nothing). `depth` and `masks` are specs for
+    `mirage.perception.load_depth_provider` / `load_mask_provider` ("gt", "none" or a folder);
+    "gt" needs the synthetic `scene`. A text encoder is loaded when the folder has one.
+    """
+    from mirage.models.loading import load_wan_components
+    from mirage.models.lora import load_lora
+    from mirage.models.transformer import MirageTransformer
+    from mirage.models.vae import VideoVAE
+    from mirage.perception import load_depth_provider, load_mask_provider
+
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"model folder not found: {root}")
+    branch = branch or (root / SIDE_BRANCH_FILE if (root / SIDE_BRANCH_FILE).is_file() else None)
+    lora = lora or (root / LORA_FILE if (root / LORA_FILE).is_file() else None)
+    if branch is not None:
+        side_every = side_every_of(branch)
+    if lora is not None and not Path(lora).is_file():
+        raise FileNotFoundError(f"LoRA file not found: {lora}")
+    depth_provider = load_depth_provider(depth, scene=scene, device=device)
+    mask_provider = load_mask_provider(masks, scene=scene, device=device)
+
+    has_text = (root / "text_encoder").is_dir()
+    parts = load_wan_components(
+        root, dtype=dtype, device=device, load_text_encoder=has_text, cpu_offload=offload
+    )
+    transformer = MirageTransformer.from_base(parts.transformer, side_every=side_every)
+    if branch is not None:
+        transformer.load_side_branch(branch)
+    if lora is not None:
+        load_lora(transformer, lora)
+    transformer.eval()
+    return MiragePipeline(
+        transformer, VideoVAE(parts.vae), parts.scheduler, depth_provider, mask_provider,
+        parts.text_encoder, parts.tokenizer,
+    )  # fmt: skip
