@@ -17,6 +17,7 @@ from mirage.data.trajectories import PRESETS, make_trajectory
 from mirage.synthetic import make_scene
 
 CLIP_KINDS = ("indoor", "outdoor", "mixed")
+MAX_TRIES = 8  # draws of a preset before falling back to a random walk
 
 
 def _check_size(num_frames, height, width):
@@ -98,8 +99,19 @@ class SyntheticClipDataset(Dataset):
         kind = rng.choice(("indoor", "outdoor")) if self.kind == "mixed" else self.kind
         scene = make_scene(scene_seed, kind, self.num_dynamic)
         start = scene.start_camera(self.height, self.width, self.fov_deg, seed=rng.randrange(2**31))
-        preset = rng.choice(self.trajectories)
-        cams = make_trajectory(preset, start, self.num_frames, **_preset_kwargs(rng, preset, scene))
+        # a preset that would take the camera through a wall or into furniture is drawn again
+        # (seeded, so still deterministic); the bounded random walk is the fallback
+        for _ in range(MAX_TRIES):
+            preset = rng.choice(self.trajectories)
+            cams = make_trajectory(
+                preset, start, self.num_frames, **_preset_kwargs(rng, preset, scene)
+            )
+            if scene.free(cams.centers).all():
+                break
+        else:
+            preset = "random_walk"
+            kwargs = _preset_kwargs(rng, preset, scene)
+            cams = make_trajectory(preset, start, self.num_frames, **kwargs)
         out = scene.render(cams)
         return {
             "frames": out.rgb,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from mirage.data._io import atomic_path
+from mirage.atomic import atomic_path
 from mirage.geometry import Cameras
 from mirage.geometry.cameras import ROTATION_TOLERANCE
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from mirage.data._io import atomic_path
+from mirage.atomic import atomic_path
 from mirage.geometry import Cameras
 
 PRESETS = (

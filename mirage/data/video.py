@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mirage.data._io import atomic_path
+from mirage.atomic import atomic_path
 
 # anchor colours of a perceptual-ish colour map (dark blue -> teal -> yellow), near to far
 _DEPTH_COLORS = torch.tensor(

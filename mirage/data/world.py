@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from mirage.data._io import atomic_path
+from mirage.atomic import atomic_path
 from mirage.data.re10k import write_re10k_cameras
 from mirage.data.trajectories import PRESETS, load_trajectory, make_trajectory, save_trajectory
 from mirage.data.video import colorize_depth, write_png, write_video

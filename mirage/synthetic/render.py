@@ -97,7 +97,7 @@ class _Frame:
     box_ids: torch.Tensor  # [B]
     spheres: torch.Tensor  # [S,4]
     sph_ids: torch.Tensor  # [S]
-    origins: torch.Tensor  # [P,3] texture origin of every primitive (moving centres)
+    texmap: torch.Tensor  # [P,12] per primitive: q = A p + b as A's columns (9) then b (3)
 
 
 def _frame(scene: Scene, tab: _Tables, centres: torch.Tensor) -> _Frame:  # centres [D,3]
@@ -110,12 +110,17 @@ def _frame(scene: Scene, tab: _Tables, centres: torch.Tensor) -> _Frame:  # cent
         boxes = torch.cat([boxes, torch.stack([cb - hb, cb + hb], 1)])
         cs = centres[tab.dyn_sph_ids - tab.dyn0]
         spheres = torch.cat([spheres, torch.cat([cs, tab.dyn_sph_size[:, None]], 1)])
+    # texture coordinates q = R (p - origin) / scale + offset, folded into one affine map
+    m = tab.prim_mat
+    A = tab.rot[m] / tab.scale[m][:, None, None]  # [P,3,3]
+    b = tab.offset[m] - (A @ origins[:, :, None])[..., 0]
+    texmap = torch.cat([A.transpose(1, 2).reshape(-1, 9), b], 1)
     return _Frame(
         boxes,
         torch.cat([tab.box_ids, tab.dyn_box_ids]),
         spheres,
         torch.cat([tab.sph_ids, tab.dyn_sph_ids]),
-        origins,
+        texmap,
     )
 
 
@@ -339,11 +344,10 @@ def _texture(kind: str, q: torch.Tensor, nq: torch.Tensor, c: torch.Tensor) -> t
 def _shade_hits(scene, tab, fr, p, pid):  # [N,3], [N] (all hits) -> rgb [N,3]
     n = _normals(scene, tab, fr, p, pid)
     m = tab.prim_mat[pid]
-    q = (
-        torch.einsum("nij,nj->ni", tab.rot[m], p - fr.origins[pid]) / tab.scale[m][:, None]
-        + tab.offset[m]
-    )
-    nq = torch.einsum("nij,nj->ni", tab.rot[m], n)
+    tm = fr.texmap[pid]  # [N,12]
+    a0, a1, a2 = tm[:, 0:3], tm[:, 3:6], tm[:, 6:9]
+    q = a0 * p[:, 0:1] + a1 * p[:, 1:2] + a2 * p[:, 2:3] + tm[:, 9:12]
+    nq = a0 * n[:, 0:1] + a1 * n[:, 1:2] + a2 * n[:, 2:3]  # scaled normal: only |.| order used
     tex = tab.tex[m]
     rgb = torch.empty_like(p)
     for k, kind in enumerate(TEXTURES):
@@ -418,11 +422,13 @@ def render(
         o = c2w[:3, 3]
         t, pid = _intersect(scene, tab, fr, o, d_all.view(H, W, 3), K, cameras.w2c[ti])
         t, pid = t.reshape(N), pid.reshape(N)
-        out = torch.empty_like(d_all)
         hit = (pid >= 0).nonzero()[:, 0]
-        out[hit] = _shade_hits(scene, tab, fr, o + t[hit, None] * d_all[hit], pid[hit])
-        miss = (pid < 0).nonzero()[:, 0]
-        if len(miss):
+        if len(hit) == N:  # no sky: skip the scatter
+            out = _shade_hits(scene, tab, fr, o + t[:, None] * d_all, pid)
+        else:
+            out = torch.empty_like(d_all)
+            out[hit] = _shade_hits(scene, tab, fr, o + t[hit, None] * d_all[hit], pid[hit])
+            miss = (pid < 0).nonzero()[:, 0]
             out[miss] = _sky(tab, d_all[miss])
         rgb[ti], depth[ti], prim[ti] = out, t, pid
     rgb = rgb.clamp_(0, 1).view(T, H, W, 3).permute(0, 3, 1, 2).contiguous()

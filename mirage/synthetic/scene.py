@@ -102,6 +102,34 @@ class Scene:
     def num_dynamic(self) -> int:
         return len(self.dynamic)
 
+    def free(self, points: torch.Tensor, margin: float = 0.2) -> torch.Tensor:  # [N,3] -> [N]
+        """True where a camera may sit: inside the room (or above the ground) and at least
+        `margin` metres outside every static solid. Moving objects are not considered."""
+        p = torch.as_tensor(points, dtype=torch.float32).reshape(-1, 3)
+        if self.room is not None:
+            lo, hi = torch.tensor(self.room[0]), torch.tensor(self.room[1])
+            ok = ((p > lo + margin) & (p < hi - margin)).all(1)
+        else:
+            ok = p[:, 1] > margin
+        if len(self.boxes):
+            inside = (p[:, None] > self.boxes[None, :, 0] - margin) & (
+                p[:, None] < self.boxes[None, :, 1] + margin
+            )
+            ok &= ~inside.all(2).any(1)
+        if len(self.spheres):
+            dist = (p[:, None] - self.spheres[None, :, :3]).norm(dim=2)
+            ok &= ~(dist < self.spheres[None, :, 3] + margin).any(1)
+        if len(self.cylinders):
+            c = self.cylinders
+            rad = ((p[:, None, 0] - c[:, 0]) ** 2 + (p[:, None, 2] - c[:, 1]) ** 2).sqrt()
+            within = (
+                (rad < c[:, 4] + margin)
+                & (p[:, None, 1] > c[:, 2] - margin)
+                & (p[:, None, 1] < c[:, 3] + margin)
+            )
+            ok &= ~within.any(1)
+        return ok
+
     def dynamic_positions(self, times: torch.Tensor) -> torch.Tensor:  # [T] -> [D,T,3] float64
         """Centres of the moving objects at the given times (frame indices by default)."""
         times = torch.as_tensor(times, dtype=torch.float64).reshape(-1)

@@ -26,6 +26,16 @@ def test_synthetic_clips_have_ground_truth_and_are_deterministic_per_index():
     assert (a["depth"][a["sky_mask"]] == float("inf")).all()
 
 
+def test_synthetic_clip_cameras_stay_in_free_space():
+    from mirage.synthetic import make_scene
+
+    ds = SyntheticClipDataset(6, 9, 8, 8, seed=5, trajectories=("orbit", "loop", "random_walk"))
+    for i in range(len(ds)):
+        item = ds[i]
+        scene = make_scene(item["scene_seed"], item["kind"])
+        assert scene.free(item["c2w"][:, :3, 3]).all(), i
+
+
 def test_synthetic_dataset_rejects_bad_arguments():
     with pytest.raises(ValueError, match="trajectories"):
         SyntheticClipDataset(2, 5, 8, 8, trajectories=("zoom",))

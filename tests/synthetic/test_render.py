@@ -231,3 +231,26 @@ def test_render_rejects_bad_times():
         scene.render(cams, torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="kind"):
         make_scene(0, "underwater")
+
+
+def test_free_space_excludes_walls_and_solids():
+    scene = empty_scene()
+    scene.boxes = torch.tensor([[[1.0, 0.0, 1.0], [2.0, 1.0, 2.0]]])
+    scene.box_mat = [0]
+    scene.spheres = torch.tensor([[-2.0, 1.0, 0.0, 0.5]])
+    scene.sphere_mat = [0]
+    pts = torch.tensor(
+        [
+            [0.0, 1.5, 0.0],  # room centre: free
+            [1.5, 0.5, 1.5],  # inside the box
+            [1.5, 1.1, 1.5],  # 0.1 above the box: within the margin
+            [-2.0, 1.0, 0.6],  # inside the sphere's margin
+            [0.0, 1.5, 2.9],  # 0.1 from the wall z = 3
+            [0.0, 1.5, 5.0],  # outside the room
+            [1.5, 1.5, 1.5],  # 0.5 above the box: free
+        ]
+    )
+    assert scene.free(pts, margin=0.2).tolist() == [True, False, False, False, False, False, True]
+    for seed in range(6):  # start cameras are placed in free space
+        s = make_scene(seed, "indoor" if seed % 2 else "outdoor")
+        assert s.free(s.start_camera(8, 8, seed=seed).centers).all()
