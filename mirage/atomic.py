@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temporary file beside the target, then os.replace."""
+"""Atomic file writes for every layer: write a temporary file beside the target, then rename."""
 
 from __future__ import annotations
 

@@ -6,10 +6,11 @@ import csv
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
+
+from mirage.atomic import atomic_path
 
 
 def describe_machine(device: str = "cpu") -> dict:
@@ -43,24 +44,13 @@ def write_rows(rows: list[dict], path: Path, machine: dict) -> None:
     """Write rows as CSV at `path` and the machine as `<path>.machine.json`, both atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = list(rows[0].keys()) if rows else []
-    _atomic_text(path, lambda f: _write_csv(f, fields, rows))
-    machine_path = path.with_suffix(".machine.json")
-    _atomic_text(machine_path, lambda f: json.dump(machine, f, indent=2))
+    with atomic_path(path, ".csv") as tmp, open(tmp, "w", newline="") as f:
+        _write_csv(f, fields, rows)
+    with atomic_path(path.with_suffix(".machine.json"), ".json") as tmp, open(tmp, "w") as f:
+        json.dump(machine, f, indent=2)
 
 
 def _write_csv(f, fields, rows):
     writer = csv.DictWriter(f, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
-
-
-def _atomic_text(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

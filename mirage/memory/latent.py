@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from mirage.atomic import atomic_path
 from mirage.geometry import EMPTY, Cameras, pixel_centers, render_index, unproject
 from mirage.memory.fusion import VoxelIndex, last_of_each_key, voxel_keys
 from mirage.memory.pooling import check_observation, grid_factor, pool_depth
@@ -239,7 +239,8 @@ class LatentSpatialMemory:
             "counts": self.counts.contiguous().cpu(),
         }
         meta = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(self.config())}
-        _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
+        with atomic_path(path, ".safetensors") as tmp:
+            save_file(tensors, tmp, metadata=meta)
 
     @classmethod
     def load(
@@ -298,12 +299,9 @@ class LatentSpatialMemory:
         rows = np.empty(self.num_points, dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3)])
         rows["xyz"], rows["rgb"] = xyz, rgb
 
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                f.write(header.encode("ascii"))
-                f.write(rows.tobytes())
-
-        _atomic_write(Path(path), write)
+        with atomic_path(path, ".ply") as tmp, open(tmp, "wb") as f:
+            f.write(header.encode("ascii"))
+            f.write(rows.tobytes())
 
 
 def features_to_rgb(features: torch.Tensor) -> np.ndarray:  # [N,C] -> [N,3] uint8
@@ -318,17 +316,3 @@ def features_to_rgb(features: torch.Tensor) -> np.ndarray:  # [N,C] -> [N,3] uin
     lo, hi = torch.quantile(comps[:100_000], torch.tensor([0.02, 0.98]), dim=0)
     unit = ((comps - lo) / (hi - lo).clamp(min=1e-8)).clamp(0, 1)
     return (unit * 255).round().to(torch.uint8).numpy()
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path) on a temp file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

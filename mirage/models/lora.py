@@ -19,12 +19,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from mirage.atomic import atomic_path
 
 ADAPTER_NAME = "mirage"
 TARGET_MODULES = r"blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)"
@@ -130,16 +130,8 @@ def save_lora(transformer, path: str | Path) -> None:
     cfg = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
     cfg = {PREFIX + k: v for k, v in cfg.items()}
     meta = {"format": "pt", METADATA_KEY: json.dumps(cfg, indent=2, sort_keys=True, default=str)}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, ".safetensors") as tmp:
         save_file(sd, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _rank_alpha_from_file(f, keys: list[str]) -> tuple[int, float]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from mirage.atomic import atomic_path
 
 PROMPTS_KEY = "mirage_prompts"
 
@@ -92,17 +92,9 @@ def save_prompt_embeddings(path: str | Path, prompts: list[str], embeddings: tor
             f"`embeddings` must be [N,L,D] with N=len(prompts)={len(prompts)}, "
             f"got {tuple(embeddings.shape)}"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": "pt", PROMPTS_KEY: json.dumps(list(prompts))}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, ".safetensors") as tmp:
         save_file({"embeddings": embeddings.detach().contiguous().cpu()}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_prompt_embeddings(path: str | Path) -> dict[str, torch.Tensor]:

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -46,6 +44,8 @@ from diffusers.models.transformers.transformer_wan import (
 )
 from diffusers.models.transformers.transformer_wan_vace import WanVACETransformerBlock
 from torch.utils.checkpoint import checkpoint
+
+from mirage.atomic import atomic_path
 
 SIDE_CONFIG_KEY = "mirage_side_branch_config"
 
@@ -311,18 +311,10 @@ class MirageTransformer(nn.Module):
         """Write the side branch to one safetensors file (config as JSON in its header)."""
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         sd = {k: v.detach().contiguous().cpu() for k, v in self.side_branch_state_dict().items()}
         meta = {"format": "pt", SIDE_CONFIG_KEY: json.dumps(self.side_config, sort_keys=True)}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path, ".safetensors") as tmp:
             save_file(sd, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
     @torch.no_grad()
     def load_side_branch(self, path: str | Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from mirage.atomic import atomic_path
 from mirage.geometry import Cameras
 from mirage.pipeline.config import GenerationConfig
 from mirage.pipeline.world_model import GenerationResult
@@ -115,7 +116,6 @@ def write_outputs(result: GenerationResult, out: Path, fps: float = 16.0) -> dic
     """Write video.mp4, frames/NNNN.png, metadata.json and, for latent memory, memory.*."""
     from mirage.data.video import write_png, write_video
     from mirage.memory import LatentSpatialMemory
-    from mirage.memory.latent import _atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -133,5 +133,6 @@ def write_outputs(result: GenerationResult, out: Path, fps: float = 16.0) -> dic
         result.memory.export_ply(paths["ply"])
     meta = dict(result.metadata, timings=result.timings)
     text = json.dumps(meta, indent=2)
-    _atomic_write(paths["metadata"], lambda tmp: Path(tmp).write_text(text))
+    with atomic_path(paths["metadata"], ".json") as tmp:
+        Path(tmp).write_text(text)
     return paths
