@@ -1,15 +1,25 @@
-"""Perception providers for the loop: depth (ground truth or estimated) and exclusion masks."""
+"""Perception providers for the loop: depth (ground truth or estimated) and exclusion masks.
+
+`import mirage.perception` is light: transformers is imported only when a model is loaded.
+"""
 
 from mirage.perception.align import align_depth_scale
 from mirage.perception.base import DepthProvider, MaskProvider, check_frames
+from mirage.perception.depth import DepthAnythingV2Depth, DepthProDepth, load_depth_provider
 from mirage.perception.ground_truth import GroundTruthDepth, GroundTruthMasks, NoMasks
+from mirage.perception.masks import Sam3Masks, load_mask_provider
 
 __all__ = [
+    "DepthAnythingV2Depth",
+    "DepthProDepth",
     "DepthProvider",
     "GroundTruthDepth",
     "GroundTruthMasks",
     "MaskProvider",
     "NoMasks",
+    "Sam3Masks",
     "align_depth_scale",
     "check_frames",
+    "load_depth_provider",
+    "load_mask_provider",
 ]

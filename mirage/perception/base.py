@@ -17,6 +17,8 @@ time, for dynamic scenes).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -72,3 +74,65 @@ def check_frames(frames: torch.Tensor, cameras: Cameras, frame_indices: torch.Te
             else type(frame_indices).__name__
         )
         raise ValueError(f"`frame_indices` must be an integer tensor of shape [{T}], got {got}")
+
+
+# --- local model folders -----------------------------------------------------------------
+
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+
+
+def check_model_folder(model_dir, what: str, extra: tuple = ()) -> Path:
+    """The folder as a Path, or FileNotFoundError listing every expected file that is missing.
+
+    A model folder must hold `config.json`, `model.safetensors` (or its index
+    `model.safetensors.index.json` with every shard it names) and `preprocessor_config.json`;
+    `extra` adds files, each a name or a tuple of alternatives. Pickle weights
+    (`pytorch_model.bin`) are never loaded.
+    """
+    folder = Path(model_dir).expanduser()
+    if not folder.is_dir():
+        hint = ""
+        if isinstance(model_dir, str) and model_dir.count("/") == 1 and not folder.exists():
+            hint = f"; download it first, e.g. `hf download {model_dir} --local-dir DIR`"
+        raise FileNotFoundError(
+            f"{what} model folder {str(folder)!r} does not exist (expected a local folder with "
+            f"config.json, model.safetensors and preprocessor_config.json){hint}"
+        )
+    missing = []
+    for names in ("config.json", WEIGHTS, "preprocessor_config.json", *extra):
+        names = (names,) if isinstance(names, str) else tuple(names)
+        if not any((folder / n).is_file() for n in names):
+            missing.append(" or ".join(names))
+    index = folder / "model.safetensors.index.json"
+    if not (folder / "model.safetensors").is_file() and index.is_file():
+        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
+        missing += [f"{s} (named in model.safetensors.index.json)" for s in shards
+                    if not (folder / s).is_file()]  # fmt: skip
+    if missing:
+        pickled = " (pickle weights such as pytorch_model.bin are not loaded: use safetensors)"
+        note = pickled if (folder / "pytorch_model.bin").is_file() else ""
+        raise FileNotFoundError(
+            f"{what} model folder {str(folder)!r} is incomplete: missing {', '.join(missing)}{note}"
+        )
+    return folder
+
+
+def read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{str(path)!r} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def model_type(folder: Path) -> str:
+    """`model_type` of the folder's config.json ('' when absent)."""
+    return str(read_json(folder / "config.json").get("model_type", ""))
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' per-load progress bars and info logs (errors still show)."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
