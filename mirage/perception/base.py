@@ -18,6 +18,7 @@ time, for dynamic scenes).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -79,14 +80,16 @@ def check_frames(frames: torch.Tensor, cameras: Cameras, frame_indices: torch.Te
 # --- local model folders -----------------------------------------------------------------
 
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PREPROCESSOR = ("preprocessor_config.json", "processor_config.json")
 
 
 def check_model_folder(model_dir, what: str, extra: tuple = ()) -> Path:
     """The folder as a Path, or FileNotFoundError listing every expected file that is missing.
 
     A model folder must hold `config.json`, `model.safetensors` (or its index
-    `model.safetensors.index.json` with every shard it names) and `preprocessor_config.json`;
-    `extra` adds files, each a name or a tuple of alternatives. Pickle weights
+    `model.safetensors.index.json` with every shard it names) and `preprocessor_config.json`
+    (or a newer unified `processor_config.json`); `extra` adds files, each a name or a tuple
+    of alternatives. Pickle weights
     (`pytorch_model.bin`) are never loaded.
     """
     folder = Path(model_dir).expanduser()
@@ -99,7 +102,7 @@ def check_model_folder(model_dir, what: str, extra: tuple = ()) -> Path:
             f"config.json, model.safetensors and preprocessor_config.json){hint}"
         )
     missing = []
-    for names in ("config.json", WEIGHTS, "preprocessor_config.json", *extra):
+    for names in ("config.json", WEIGHTS, PREPROCESSOR, *extra):
         names = (names,) if isinstance(names, str) else tuple(names)
         if not any((folder / n).is_file() for n in names):
             missing.append(" or ".join(names))
@@ -136,3 +139,43 @@ def quiet_transformers() -> None:
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+
+
+def image_processor_config(folder: Path) -> dict:
+    """The image-processor settings of a model folder (size, mean, std, resample, ...).
+
+    From `preprocessor_config.json`, or from the `image_processor` entry of a unified
+    `processor_config.json` (transformers 5 processors save that; facebook/sam3 has one).
+    """
+    if (folder / "preprocessor_config.json").is_file():
+        return read_json(folder / "preprocessor_config.json")
+    data = read_json(folder / "processor_config.json")
+    sub = data.get("image_processor")
+    return sub if isinstance(sub, dict) else data
+
+
+def load_pretrained(
+    cls, folder: Path, what: str, dtype: torch.dtype, strict: bool = True, **kwargs
+):
+    """`cls.from_pretrained(folder)` offline, refusing a checkpoint that leaves weights random.
+
+    A checkpoint whose tensor names do not match the installed transformers loads "fine" with
+    freshly initialised layers (e.g. a SAM3 text encoder that then finds nothing); we raise a
+    ValueError naming the folder and the first missing weights instead (`strict=False`: warn).
+    """
+    model, info = cls.from_pretrained(
+        folder, local_files_only=True, dtype=dtype, output_loading_info=True, **kwargs
+    )
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        message = (
+            f"{what} checkpoint {str(folder)!r} does not match this transformers version's "
+            f"{cls.__name__}: {len(missing)} weights are missing ({shown}); they would be random"
+        )
+        if strict:
+            raise ValueError(message + " (pass strict=False to load anyway)")
+        warnings.warn(message, stacklevel=3)
+    return model

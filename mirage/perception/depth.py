@@ -29,6 +29,8 @@ from mirage.perception.base import (
     DepthProvider,
     check_frames,
     check_model_folder,
+    image_processor_config,
+    load_pretrained,
     model_type,
     quiet_transformers,
     read_json,
@@ -91,6 +93,7 @@ class DepthAnythingV2Depth:
         batch_size: frames per forward pass.
         sky_ratio: (relative models) disparity below `sky_ratio` x the frame's largest
             disparity counts as "no depth" (+inf: sky, or too far to place).
+        strict: refuse a checkpoint that leaves weights of the model uninitialised (False: warn).
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class DepthAnythingV2Depth:
         dtype: torch.dtype = torch.float32,
         batch_size: int = 8,
         sky_ratio: float = 1e-3,
+        strict: bool = True,
     ):
         folder = check_model_folder(model_dir, "DepthAnything")
         if model_type(folder) != "depth_anything":
@@ -111,12 +115,12 @@ class DepthAnythingV2Depth:
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
         if not 0.0 <= sky_ratio < 1.0:
             raise ValueError(f"`sky_ratio` must be in [0, 1), got {sky_ratio}")
-        self.preprocessor = read_json(folder / "preprocessor_config.json")
+        self.preprocessor = image_processor_config(folder)
         from transformers import AutoModelForDepthEstimation
 
         quiet_transformers()
-        self.model = AutoModelForDepthEstimation.from_pretrained(
-            folder, local_files_only=True, dtype=dtype
+        self.model = load_pretrained(
+            AutoModelForDepthEstimation, folder, "DepthAnything", dtype, strict
         )
         self.model.to(device).eval().requires_grad_(False)
         self.folder, self.device, self.dtype = folder, torch.device(device), dtype
@@ -168,6 +172,7 @@ class DepthProDepth:
         use_camera_focal: scale by the cameras' f_x (True) or by the focal length the model's
             field-of-view head estimates (False; needs a checkpoint with `use_fov_model`;
             the estimate is clamped to [1, 179] degrees).
+        strict: refuse a checkpoint that leaves weights of the model uninitialised (False: warn).
     """
 
     metric = True
@@ -179,6 +184,7 @@ class DepthProDepth:
         dtype: torch.dtype = torch.float32,
         batch_size: int = 1,
         use_camera_focal: bool = True,
+        strict: bool = True,
     ):
         folder = check_model_folder(model_dir, "DepthPro")
         if model_type(folder) != "depth_pro":
@@ -194,12 +200,16 @@ class DepthProDepth:
                 f"`use_camera_focal=False` needs a DepthPro with a field-of-view head, but "
                 f"{str(folder)!r} has use_fov_model=false"
             )
-        self.preprocessor = read_json(folder / "preprocessor_config.json")
+        self.preprocessor = image_processor_config(folder)
         from transformers import DepthProForDepthEstimation
 
         quiet_transformers()
-        self.model = DepthProForDepthEstimation.from_pretrained(
-            folder, local_files_only=True, dtype=dtype, use_fov_model=not use_camera_focal
+        self.model = load_pretrained(
+            DepthProForDepthEstimation,
+            folder,
+            "DepthPro",
+            dtype,
+            use_fov_model=not use_camera_focal,
         )
         self.model.to(device).eval().requires_grad_(False)
         self.folder, self.device, self.dtype = folder, torch.device(device), dtype

@@ -21,9 +21,10 @@ from mirage.perception.base import (
     MaskProvider,
     check_frames,
     check_model_folder,
+    image_processor_config,
+    load_pretrained,
     model_type,
     quiet_transformers,
-    read_json,
 )
 from mirage.perception.ground_truth import GroundTruthMasks, NoMasks
 
@@ -52,12 +53,14 @@ class Sam3Masks:
 
     Args:
         model_dir: local folder of facebook/sam3 (config.json with model_type "sam3" or
-            "sam3_video", model.safetensors, preprocessor_config.json, tokenizer files).
+            "sam3_video", model.safetensors, processor_config.json or
+            preprocessor_config.json, tokenizer files).
         prompts: short noun phrases, one detection pass each.
         threshold: keep instances with score (detection x presence probability) above this.
         mask_threshold: a pixel belongs to an instance when its mask probability exceeds this.
         device, dtype: where and in which precision the network runs.
         batch_size: frames per forward pass.
+        strict: refuse a checkpoint that leaves weights of the model uninitialised (False: warn).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class Sam3Masks:
         device="cpu",
         dtype: torch.dtype = torch.float32,
         batch_size: int = 4,
+        strict: bool = True,
     ):
         if isinstance(prompts, str):
             prompts = (prompts,)
@@ -86,12 +90,12 @@ class Sam3Masks:
                 f"`model_dir` {str(folder)!r} must hold a SAM3 model (config.json model_type "
                 f"in {_SAM3_TYPES}), got {model_type(folder)!r}"
             )
-        self.preprocessor = read_json(folder / "preprocessor_config.json")
+        self.preprocessor = image_processor_config(folder)
         Sam3Model = _import_sam3()
         from transformers import AutoTokenizer
 
         quiet_transformers()
-        self.model = Sam3Model.from_pretrained(folder, local_files_only=True, dtype=dtype)
+        self.model = load_pretrained(Sam3Model, folder, "SAM3", dtype, strict)
         self.model.to(device).eval().requires_grad_(False)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         text = tokenizer(

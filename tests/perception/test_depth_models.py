@@ -157,3 +157,32 @@ def test_gt_spec_needs_a_scene(scene):
     assert load_depth_provider("gt", scene=scene).metric is True
     with pytest.raises(ValueError, match="spec"):
         load_depth_provider(3)
+
+
+def test_checkpoint_with_missing_weights_is_refused(tiny_depth_anything, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "da"
+    shutil.copytree(tiny_depth_anything, folder)
+    weights = load_file(folder / "model.safetensors")
+    dropped = "head.conv3.weight"
+    del weights[dropped]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=f"1 weights are missing \\({dropped}\\)"):
+        DepthAnythingV2Depth(folder)
+    with pytest.warns(UserWarning, match=dropped):
+        DepthAnythingV2Depth(folder, strict=False)
+
+
+def test_unified_processor_config_is_read(tiny_depth_anything, rendered, tmp_path):
+    # transformers 5 processors save one processor_config.json with an image_processor entry
+    import json
+
+    folder = tmp_path / "da"
+    shutil.copytree(tiny_depth_anything, folder)
+    pre = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").unlink()
+    pre["size"] = {"height": 56, "width": 56}
+    (folder / "processor_config.json").write_text(json.dumps({"image_processor": pre}))
+    frames, _, _ = rendered
+    assert DepthAnythingV2Depth(folder).pixel_values(frames).shape == (2, 3, 42, 56)
