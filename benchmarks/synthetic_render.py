@@ -1,9 +1,11 @@
 """Time the synthetic world's ray-caster: ms per frame at 128x128 and 480x832, indoor/outdoor.
 
-    python benchmarks/synthetic_render.py [--repeats 5] [--threads N]
+    python benchmarks/synthetic_render.py [--repeats 5] [--threads 1,2]
 
 Renders an orbit of T frames in one call (2 moving objects), takes the median over repeats
-and writes benchmarks/results/synthetic_render.csv with the machine description beside it.
+and scenes for each torch thread count (a busy 2-core machine often renders faster on one
+thread than on two: the load average is in each row), and writes
+benchmarks/results/synthetic_render.csv with the machine description beside it.
 Goals on a 2-core CPU: <= 20 ms per 128x128 frame, <= 300 ms per 480x832 frame.
 """
 
@@ -24,13 +26,14 @@ CASES = [(128, 128, 16, 20.0), (480, 832, 4, 300.0)]  # height, width, frames pe
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--threads", default="1,2", help="torch thread counts to time, e.g. 1,2")
     parser.add_argument("--seeds", type=int, default=3, help="scenes per kind")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     rows = []
-    for kind in ("indoor", "outdoor"):
+    for threads, kind in [
+        (int(n), k) for n in args.threads.split(",") for k in ("indoor", "outdoor")
+    ]:
+        torch.set_num_threads(threads)
         for H, W, T, goal in CASES:
             per_frame = []
             for seed in range(args.seeds):

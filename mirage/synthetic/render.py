@@ -84,9 +84,18 @@ class _Tables:
 
 
 def _tables(scene: Scene) -> _Tables:
-    if getattr(scene, "_tables", None) is None:
-        scene._tables = _Tables(scene)
-    return scene._tables
+    """The scene's lookup tables, rebuilt when primitives or materials were added or removed."""
+    key = (
+        len(scene.materials),
+        len(scene.boxes),
+        len(scene.spheres),
+        len(scene.cylinders),
+        len(scene.dynamic),
+    )
+    cached = getattr(scene, "_tables", None)
+    if cached is None or cached[0] != key:
+        scene._tables = (key, _Tables(scene))
+    return scene._tables[1]
 
 
 @dataclass
