@@ -166,58 +166,61 @@ def load_frames(source: str | Path, height: int, width: int, indices=None) -> to
     in RealEstate10K files) stay right, for pixel-unit K use `Cameras.resized`.
     """
     import imageio.v3 as iio
-    import numpy as np
 
     source = Path(source)
     if int(height) != height or int(width) != width or height <= 0 or width <= 0:
         raise ValueError(f"`height` and `width` must be positive integers, got {height}x{width}")
+    want = None if indices is None else [int(i) for i in indices]
     if source.is_dir():
         files = _image_files(source)
         if not files:
             raise FileNotFoundError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {source}")
-        idx = list(range(len(files))) if indices is None else [int(i) for i in indices]
+        idx = list(range(len(files))) if want is None else want
         bad = [i for i in idx if not 0 <= i < len(files)]
         if bad:
             raise ValueError(
                 f"`indices` {bad[:5]} out of range for {len(files)} images in {source}"
             )
-        arrays = [iio.imread(files[i]) for i in idx]
+        out = [_to_frame(iio.imread(files[i]), height, width, source) for i in idx]
     elif source.is_file():
         import imageio_ffmpeg
+        import numpy as np
 
         reader = imageio_ffmpeg.read_frames(str(source), pix_fmt="rgb24")
-        meta = next(reader)
-        w0, h0 = meta["size"]
-        want = None if indices is None else [int(i) for i in indices]
+        w0, h0 = next(reader)["size"]
+        wanted = None if want is None else set(want)
         stop = None if want is None else (max(want) + 1 if want else 0)
-        frames = []
+        kept, count = {}, 0  # decoded frames are resized at once: a long video never sits in memory
         try:
             for i, buf in enumerate(reader):
                 if stop is not None and i >= stop:
                     break
-                frames.append(np.frombuffer(buf, dtype=np.uint8).reshape(h0, w0, 3))
+                count = i + 1
+                if wanted is None or i in wanted:
+                    kept[i] = _to_frame(
+                        np.frombuffer(buf, np.uint8).reshape(h0, w0, 3), height, width, source
+                    )
         finally:
             reader.close()
-        if want is None:
-            arrays = frames
-        else:
-            bad = [i for i in want if not 0 <= i < len(frames)]
-            if bad:
-                raise ValueError(
-                    f"`indices` {bad[:5]} out of range for {len(frames)} frames in {source}"
-                )
-            arrays = [frames[i] for i in want]
+        idx = list(range(count)) if want is None else want
+        bad = [i for i in idx if i not in kept]
+        if bad:
+            raise ValueError(f"`indices` {bad[:5]} out of range for {count} frames in {source}")
+        out = [kept[i] for i in idx]
     else:
         raise FileNotFoundError(f"frames source {source} does not exist")
-    if not arrays:
+    if not out:
         return torch.zeros(0, 3, height, width)
-    out = []
-    for a in arrays:
-        a = np.asarray(a)
-        if a.ndim == 2:
-            a = np.repeat(a[..., None], 3, axis=2)
-        if a.dtype != np.uint8:
-            raise ValueError(f"{source}: expected 8-bit images, got {a.dtype}")
-        t = torch.from_numpy(np.array(a[..., :3])).permute(2, 0, 1).float() / 255.0
-        out.append(resize_frames(t[None], height, width)[0])
     return torch.stack(out)
+
+
+def _to_frame(a, height: int, width: int, source) -> torch.Tensor:  # [h,w,(3|4)] uint8 -> [3,H,W]
+    import numpy as np
+
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.dtype != np.uint8:
+        raise ValueError(f"{source}: expected 8-bit images, got {a.dtype}")
+    t = torch.from_numpy(np.array(a[..., :3])).permute(2, 0, 1).float() / 255.0
+    return resize_frames(t[None], height, width)[0]
