@@ -145,6 +145,38 @@ def bench_readout(
     run_readout_benchmark(quick=quick, device=device, out_dir=out_dir)
 
 
+@bench_app.command("memory")
+def bench_memory(
+    quick: bool = typer.Option(False, help="Tiny VAE, 32x48 frames, 1..3 chunks (seconds)."),
+    size: str = typer.Option("128x224", help="HEIGHTxWIDTH (multiples of 32)."),
+    chunks: int = typer.Option(10, help="Measure after 1..CHUNKS chunks."),
+    chunk_frames: int = typer.Option(33, help="Frames per chunk (4k + 1)."),
+    repeats: int = typer.Option(1, help="Timed reads per row (median)."),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N."),
+    out_dir: Path = typer.Option(Path("benchmarks/results"), help="Where CSV and PNG go."),
+):
+    """Read cost and cache size: latent memory vs RGB point cache + Wan2.2 VAE, side by side."""
+    from dataclasses import replace
+
+    from mirage.data.world import parse_size
+    from mirage.eval.bench_memory import QUICK, MemoryBenchConfig, run_memory_benchmark
+
+    try:
+        if quick:
+            cfg = replace(QUICK, device=device)
+            name = f"memory_cost_quick_{device.split(':')[0]}"
+        else:
+            height, width = parse_size(size)
+            cfg = MemoryBenchConfig(
+                height=height, width=width, chunks=tuple(range(1, chunks + 1)),
+                chunk_frames=chunk_frames, repeats=repeats, device=device,
+            )  # fmt: skip
+            name = None
+        run_memory_benchmark(cfg, out_dir=out_dir, name=name)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+
+
 def main() -> None:
     app()
 
