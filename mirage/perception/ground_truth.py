@@ -3,8 +3,8 @@
 `GroundTruthDepth(scene)` and `GroundTruthMasks(scene)` ray-cast the scene for the given
 cameras at time `frame_indices` (the frames themselves are not looked at), and `NoMasks()`
 excludes nothing. Depth and masks of one call come from one render: the last render is
-kept (depth and masks only) so a depth call followed by a mask call on the same views
-ray-casts once.
+kept (depth and masks only, keyed by the scene's content, cameras and times) so a depth call
+followed by a mask call on the same views ray-casts once.
 """
 
 from __future__ import annotations
@@ -17,9 +17,20 @@ from mirage.perception.base import check_frames
 _last: dict = {}  # one entry: key -> (depth [T,H,W], dynamic [T,H,W], sky [T,H,W]) on CPU
 
 
+def _scene_fingerprint(scene) -> tuple:
+    """Cheap identity of the scene's content, so an edited scene is rendered again."""
+    parts = [len(getattr(scene, "materials", ()))]
+    for name in ("boxes", "spheres", "cylinders"):
+        value = getattr(scene, name, None)
+        parts.append(value.cpu().numpy().tobytes() if isinstance(value, torch.Tensor) else None)
+    parts.append(repr(getattr(scene, "dynamic", None)))
+    return tuple(parts)
+
+
 def _render_key(scene, cameras: Cameras, times: torch.Tensor) -> tuple:
     return (
         id(scene),
+        _scene_fingerprint(scene),
         cameras.height,
         cameras.width,
         cameras.K.cpu().numpy().tobytes(),

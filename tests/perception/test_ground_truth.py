@@ -68,3 +68,15 @@ def test_bad_input_is_refused(scene, views):
         NoMasks()(frames[:, :2], cameras, idx)
     with pytest.raises(ValueError, match="24x20"):
         NoMasks()(frames[..., :20], cameras, idx)
+
+
+def test_an_edited_scene_is_rendered_again(views):
+    from mirage.synthetic import make_scene
+
+    frames, cameras, idx = views
+    scene = make_scene(3, "outdoor", num_dynamic=2)
+    before = GroundTruthDepth(scene)(frames, cameras, idx)
+    scene.dynamic = []  # the moving object the views look at is gone
+    after = GroundTruthDepth(scene)(frames, cameras, idx)
+    assert torch.equal(after, scene.render(cameras, times=idx.double()).depth)
+    assert not torch.equal(before, after)
