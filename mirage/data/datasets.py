@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 
 from mirage.data.re10k import count_frames, load_frames, read_re10k_cameras
 from mirage.data.trajectories import PRESETS, make_trajectory
-from mirage.synthetic import make_scene
+from mirage.geometry import Cameras
+from mirage.synthetic import look_at, make_scene
 
 CLIP_KINDS = ("indoor", "outdoor", "mixed")
 MAX_TRIES = 8  # draws of a preset before falling back to a random walk
@@ -45,12 +46,23 @@ def _preset_kwargs(rng: random.Random, preset: str, scene) -> dict:
     return {"seed": rng.randrange(2**31), "bounds": scene.bounds, "step": rng.uniform(0.3, 0.7)}
 
 
+def _aim_at_mover(scene, start, rng: random.Random):
+    """The start camera turned towards where a moving object is at frame 0 (when it is at
+    least 1.2 m away horizontally), so clips with movers usually show them."""
+    mover = scene.dynamic_positions(torch.zeros(1))[rng.randrange(len(scene.dynamic)), 0]
+    eye = start.centers[0].double()
+    if (mover - eye)[[0, 2]].norm() < 1.2:
+        return start
+    return Cameras(start.K, look_at(eye, mover)[None], start.height, start.width)
+
+
 class SyntheticClipDataset(Dataset):
     """`num_clips` procedural clips, each the same for the same (seed, index).
 
     Item i: a scene (seed drawn from (seed, i)), a start camera looking at a landmark, a
     trajectory preset from `trajectories` with seeded arguments, rendered with frame times
-    0..T-1. Keys: frames [T,3,H,W], depth [T,H,W] (z-depth, +inf sky), dynamic_mask,
+    0..T-1. With moving objects, half the clips start facing one of them. Keys: frames
+    [T,3,H,W], depth [T,H,W] (z-depth, +inf sky), dynamic_mask,
     sky_mask [T,H,W] bool, K [T,3,3], c2w [T,4,4], scene_seed, kind, trajectory (str).
     `kind` "mixed" alternates indoor and outdoor by a seeded draw.
     """
@@ -99,6 +111,8 @@ class SyntheticClipDataset(Dataset):
         kind = rng.choice(("indoor", "outdoor")) if self.kind == "mixed" else self.kind
         scene = make_scene(scene_seed, kind, self.num_dynamic)
         start = scene.start_camera(self.height, self.width, self.fov_deg, seed=rng.randrange(2**31))
+        if scene.dynamic and rng.random() < 0.5:
+            start = _aim_at_mover(scene, start, rng)
         # a preset that would take the camera through a wall or into furniture is drawn again
         # (seeded, so still deterministic); the bounded random walk is the fallback
         for _ in range(MAX_TRIES):
