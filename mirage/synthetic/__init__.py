@@ -1,6 +1,6 @@
 """The procedural synthetic world: seeded scenes and a vectorised ray-caster with ground truth."""
 
-from mirage.synthetic.render import SceneRender, render
+from mirage.synthetic.raycast import SceneRender, render
 from mirage.synthetic.scene import (
     KINDS,
     TEXTURES,

@@ -139,7 +139,7 @@ class Scene:
 
     def render(self, cameras: Cameras, times: torch.Tensor | None = None, **kwargs):
         """Ray-cast RGB, z-depth, dynamic and sky masks for every camera. See `render`."""
-        from mirage.synthetic.render import render
+        from mirage.synthetic.raycast import render
 
         return render(self, cameras, times, **kwargs)
 

@@ -259,11 +259,9 @@ def test_free_space_excludes_walls_and_solids():
 def test_bounding_box_culling_matches_testing_every_pixel(monkeypatch):
     # The fast path tests each primitive only inside its projected bounding rectangle; the
     # slow twin tests every primitive at every pixel. Results must be identical bit for bit.
-    import importlib
-
     from mirage.data import make_trajectory
+    from mirage.synthetic import raycast
 
-    render_mod = importlib.import_module("mirage.synthetic.render")
     cases = []
     for seed, kind in ((1, "indoor"), (2, "outdoor")):
         scene = make_scene(seed, kind, num_dynamic=2)
@@ -278,7 +276,7 @@ def test_bounding_box_culling_matches_testing_every_pixel(monkeypatch):
     def every_pixel(aabbs, K, w2c, H, W):
         return [[0, H, 0, W]] * len(aabbs)
 
-    monkeypatch.setattr(render_mod, "_rects", every_pixel)
+    monkeypatch.setattr(raycast, "_rects", every_pixel)
     for (scene, cams), f in zip(cases, fast, strict=True):
         slow = scene.render(cams, torch.linspace(0, 30, len(cams)))
         assert torch.equal(f.prim, slow.prim) and torch.equal(f.depth, slow.depth)
