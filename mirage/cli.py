@@ -75,6 +75,79 @@ def generate(
     typer.echo(f"wrote {', '.join(sorted(p.name for p in paths.values()))} to {out}")
 
 
+# --- training -------------------------------------------------------------------------------
+
+
+@app.command()
+def preprocess(
+    out: Path = typer.Option(..., help="Shard folder to write."),
+    source: str = typer.Option("synthetic", help="'synthetic' or a RealEstate10K-layout folder."),
+    preset: str = typer.Option(None, help="'tiny': the synthetic shards mirage-tiny trains on."),
+    clips: int = typer.Option(None, help="Synthetic clips [64; tiny: 256]."),
+    frames: int = typer.Option(None, help="Frames per clip, 1 + n (chunk - 1) [33]."),
+    chunk_frames: int = typer.Option(None, help="Frames per training chunk, 4k + 1 [17]."),
+    size: str = typer.Option(None, help="HEIGHTxWIDTH of the frames [128x128]."),
+    seed: int = typer.Option(None, help="Synthetic clip seed [0]."),
+    kind: str = typer.Option(None, help="Synthetic scenes: indoor | outdoor | mixed [mixed]."),
+    dynamic: int = typer.Option(None, help="Moving objects per synthetic scene [1]."),
+    stride: int = typer.Option(None, help="Frame stride inside a real clip window [1]."),
+    depth_dir: Path = typer.Option(None, help="<dir>/<clip>/depth.safetensors for real clips."),
+    depth_model: str = typer.Option(None, help="Depth model folder for real clips."),
+    masks_dir: Path = typer.Option(None, help="<dir>/<clip>/masks.safetensors for real clips."),
+    vae: Path = typer.Option(None, help="AutoencoderKLWan folder (default: tiny random VAE)."),
+    model: Path = typer.Option(None, help="Wan diffusers folder (vae/, text_encoder/)."),
+):
+    """Clips -> training shards: latents, depth, masks, cameras, text (no VAE in training)."""
+    options = dict(locals())
+    from mirage.training.cli_args import preprocess_config
+    from mirage.training.preprocess import preprocess as run
+
+    try:
+        cfg = preprocess_config(options)
+        typer.echo(f"wrote shards to {run(cfg)}")
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., help="Shard folder from `mirage preprocess`."),
+    out: Path = typer.Option(..., help="Output folder (checkpoints, export)."),
+    preset: str = typer.Option(None, help="'tiny': stage 0 then stage 1 of mirage-tiny."),
+    stage: int = typer.Option(None, help="0 base + side branch | 1 side branch | 2 + LoRA."),
+    transformer: str = typer.Option(None, help="'tiny' or a folder with transformer/."),
+    side_branch: Path = typer.Option(None, help="Initial side branch (.safetensors)."),
+    lora: Path = typer.Option(None, help="Initial LoRA (.safetensors, stage 2)."),
+    lora_rank: int = typer.Option(None, help="LoRA rank [64]."),
+    steps: int = typer.Option(None, help="Optimizer steps [10000]."),
+    batch_size: int = typer.Option(None, help="Samples per process per step [1]."),
+    lr: float = typer.Option(None, help="Peak learning rate [1e-5]."),
+    schedule: str = typer.Option(None, help="constant | cosine after warmup [constant]."),
+    warmup: int = typer.Option(None, help="Warmup steps [100]."),
+    grad_clip: float = typer.Option(None, help="Max grad norm, 0 = off [1.0]."),
+    ema: float = typer.Option(None, help="EMA decay, 0 = off [0]."),
+    gradient_checkpointing: bool = typer.Option(None, help="Recompute blocks in backward."),
+    mixed_precision: str = typer.Option(None, help="auto | bf16 | fp16 | no [auto]."),
+    checkpoint_every: int = typer.Option(None, help="Steps between checkpoints [500]."),
+    keep: int = typer.Option(None, help="Checkpoints kept [3]."),
+    resume: str = typer.Option(None, help="A checkpoint folder or 'latest'."),
+    workers: int = typer.Option(None, help="DataLoader workers [0]."),
+    seed: int = typer.Option(None, help="Seed [0]."),
+    threads: int = typer.Option(None, help="torch CPU threads (0 = default) [0]."),
+    tensorboard: bool = typer.Option(None, help="Log to TensorBoard under out/logs."),
+):
+    """Train the side branch (stage 1), + LoRA (stage 2), or base + branch from scratch (0)."""
+    options = dict(locals())
+    from mirage.training.cli_args import train_configs
+    from mirage.training.train import train as run
+
+    try:
+        for cfg in train_configs(options):
+            typer.echo(f"stage {cfg.stage}: {run(cfg).out}")
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+
+
 # --- memory ---------------------------------------------------------------------------------
 
 

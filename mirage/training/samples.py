@@ -1,0 +1,199 @@
+"""Training samples from shards: a chunk's latents and memory readout, built as generation does.
+
+A sample is chunk c of one clip (chunk_frames = 4k + 1, start = c (chunk_frames - 1), a =
+start / 4 its latent-aligned index). Like `MiragePipeline.generate`:
+
+- the latent sequence is [context | first frame | targets]: context = the last
+  `context_latents` target latents of chunk c - 1 (none for c = 0), first frame = the image
+  latent of frame `start`, targets = the k video latents of chunk c;
+- the memory is a `LatentSpatialMemory` holding the latent-aligned frames 0 .. start, inserted
+  in the same groups as generation (frame 0 alone, then each earlier chunk's k new frames),
+  each as image latents with depth, exclusion mask and camera;
+- the side-branch input is `read_memory` at the cameras of frames start + 4m (m = 0..k) and
+  `side_condition(readout, num_context)` (context slots zero, mask False).
+
+Batches must stack, so the batch sampler draws every batch from one group of equal
+`num_context` (first chunks have none) and is a pure function of (seed, step, rank): the data
+position after a resume is the step.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+
+import torch
+from torch.utils.data import Dataset
+
+from mirage.data.shards import check_shard_dir, load_shard
+from mirage.geometry import Cameras
+from mirage.memory import LatentSpatialMemory
+from mirage.pipeline.conditioning import read_memory, side_condition
+
+
+def num_context(chunk: int, context_latents: int, k: int) -> int:
+    """Context latents in front of chunk `chunk`: none for the first, else min(context, k)."""
+    return 0 if chunk == 0 else min(context_latents, k)
+
+
+def chunk_sample(
+    tensors: dict[str, torch.Tensor],
+    meta: dict,
+    chunk: int,
+    context_latents: int = 2,
+    voxel_size: float | None = None,
+    memory_dtype: torch.dtype = torch.bfloat16,
+) -> dict:
+    """Model input of one chunk of a shard: clean latents [C,F,h,w], condition [C+1,F,h,w].
+
+    Returns dict(latents, condition, num_clean, text [Lt,D] or None, memory).
+    """
+    F_chunk = meta["chunk_frames"]
+    step, k = F_chunk - 1, (F_chunk - 1) // 4
+    n = len(tensors["chunk_latents"])
+    if not 0 <= chunk < n:
+        raise ValueError(f"`chunk` must be in [0, {n}), got {chunk}")
+    C, (h, w) = meta["channels"], meta["latent_hw"]
+    a = chunk * step // 4  # latent-aligned index of the chunk's first frame
+    cams = Cameras(tensors["K"], tensors["c2w"], meta["height"], meta["width"])
+    image_latents, depth, exclude = tensors["image_latents"], tensors["depth"], tensors["exclude"]
+
+    # 1. the memory as generation holds it at this chunk: frame 0, then k frames per chunk
+    memory = LatentSpatialMemory(C, voxel_size=voxel_size, dtype=memory_dtype)
+    groups = [slice(0, 1)] + [slice(1 + j * k, 1 + (j + 1) * k) for j in range(chunk)]
+    for g in groups:
+        memory.insert(image_latents[g], depth[g], cams[g], exclude[g])
+
+    # 2. [context | first frame | targets]
+    nc = num_context(chunk, context_latents, k)
+    prev = tensors["chunk_latents"][chunk - 1, 1:] if chunk > 0 else image_latents[:0]
+    context = prev[len(prev) - nc :] if nc else image_latents[:0]
+    first = image_latents[a : a + 1]
+    targets = tensors["chunk_latents"][chunk, 1:]
+    latents = torch.cat([context, first, targets]).permute(1, 0, 2, 3).contiguous()  # [C,F,h,w]
+
+    # 3. side-branch input: readout at the cameras of frames start + 4m, context slots empty
+    readout = read_memory(memory, cams[a : a + k + 1], C, (h, w))
+    condition = side_condition(readout, nc)  # [C+1,F,h,w]
+    return {
+        "latents": latents.float(),
+        "condition": condition,
+        "num_clean": nc + 1,
+        "text": tensors.get("text"),
+        "memory": memory,
+    }
+
+
+class ShardDataset(Dataset):
+    """Every (clip, chunk) of a shard folder; item i -> `chunk_sample` without the memory.
+
+    The folder is validated at construction (`check_shard_dir`): a bad folder fails before
+    training starts, naming the file.
+    """
+
+    def __init__(
+        self,
+        root,
+        context_latents: int = 2,
+        voxel_size: float | None = None,
+        memory_dtype: torch.dtype = torch.bfloat16,
+        cache_shards: int = 8,
+    ):
+        if context_latents < 0:
+            raise ValueError(f"`context_latents` must be >= 0, got {context_latents}")
+        self.headers = check_shard_dir(root)
+        first = self.headers[0]
+        self.channels, self.latent_hw = first["channels"], tuple(first["latent_hw"])
+        self.chunk_frames = first["chunk_frames"]
+        self.k = (self.chunk_frames - 1) // 4
+        self.context_latents, self.voxel_size, self.memory_dtype = (
+            context_latents,
+            voxel_size,
+            memory_dtype,
+        )
+        self.items = [
+            (i, c)
+            for i, hd in enumerate(self.headers)
+            for c in range(hd["shapes"]["chunk_latents"][0])
+        ]
+        self._load = lru_cache(maxsize=cache_shards)(load_shard)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def groups(self) -> dict[int, list[int]]:
+        """num_context -> item indices with that many context latents (a batch stacks)."""
+        out: dict[int, list[int]] = {}
+        for idx, (_, c) in enumerate(self.items):
+            out.setdefault(num_context(c, self.context_latents, self.k), []).append(idx)
+        return dict(sorted(out.items()))
+
+    def __getitem__(self, index: int) -> dict:
+        shard, chunk = self.items[index]
+        tensors, meta = self._load(self.headers[shard]["path"])
+        sample = chunk_sample(
+            tensors, meta, chunk, self.context_latents, self.voxel_size, self.memory_dtype
+        )
+        del sample["memory"]
+        return sample
+
+
+class StepBatches:
+    """Batch indices per training step, a pure function of (seed, step, rank).
+
+    Each step draws one group (weighted by its size) and `batch_size x world_size` items of
+    it with replacement; rank r takes the r-th slice. Iterating yields the batches of steps
+    `start_step .. max_steps - 1`, so resuming at a step resumes the data position exactly.
+    """
+
+    def __init__(
+        self,
+        groups: dict[int, list[int]],
+        batch_size: int,
+        seed: int,
+        start_step: int,
+        max_steps: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+        self.groups = [g for g in groups.values() if g]
+        self.weights = [len(g) for g in self.groups]
+        self.batch_size, self.seed = batch_size, seed
+        self.start_step, self.max_steps = start_step, max_steps
+        self.rank, self.world_size = rank, world_size
+
+    def indices(self, step: int) -> list[int]:
+        rng = random.Random(f"mirage-batch-{self.seed}-{step}")
+        group = rng.choices(self.groups, weights=self.weights)[0]
+        picks = [rng.choice(group) for _ in range(self.batch_size * self.world_size)]
+        return picks[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+
+    def __len__(self) -> int:
+        return max(0, self.max_steps - self.start_step)
+
+    def __iter__(self):
+        for step in range(self.start_step, self.max_steps):
+            yield self.indices(step)
+
+
+def collate(samples: list[dict], text_dim: int) -> dict:
+    """Stack samples of one group; text padded with zeros to the longest (zeros = no text)."""
+    nc = {s["num_clean"] for s in samples}
+    if len(nc) != 1:
+        raise ValueError(f"a batch must share num_clean, got {sorted(nc)}")
+    texts = [s["text"] for s in samples]
+    L = max([1] + [len(t) for t in texts if t is not None])
+    text = torch.zeros(len(samples), L, text_dim)
+    for i, t in enumerate(texts):
+        if t is not None:
+            if t.shape[-1] != text_dim:
+                raise ValueError(f"shard text has dim {t.shape[-1]}, the model wants {text_dim}")
+            text[i, : len(t)] = t.float()
+    return {
+        "latents": torch.stack([s["latents"] for s in samples]),  # [B,C,F,h,w]
+        "condition": torch.stack([s["condition"] for s in samples]),  # [B,C+1,F,h,w]
+        "num_clean": nc.pop(),
+        "text": text,  # [B,L,D]
+    }
