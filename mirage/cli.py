@@ -175,6 +175,69 @@ def memory_export_ply(
     typer.echo(f"wrote {out}")
 
 
+# --- eval -----------------------------------------------------------------------------------
+
+
+def _eval_command(protocol: str):
+    def command(
+        model: Path = typer.Option(..., help="Wan-layout model folder (transformer/, vae/, ...)."),
+        out: Path = typer.Option(..., help="Output folder (tables, JSON, contact sheets)."),
+        synthetic: int = typer.Option(None, help="N held-out synthetic scenes (seeds 2**31+i)."),
+        re10k: Path = typer.Option(None, help="RealEstate10K-layout folder of clips."),
+        size: str = typer.Option("128x128", help="HEIGHTxWIDTH of the frames."),
+        frames: int = typer.Option(33, help="Frames generated per clip: 1 + n (chunk - 1)."),
+        kind: str = typer.Option("indoor", help="Synthetic scenes: indoor | outdoor."),
+        dynamic: int = typer.Option(0, help="Moving objects per synthetic scene."),
+        stride: int = typer.Option(1, help="RealEstate10K: source frames between clip frames."),
+        max_clips: int = typer.Option(None, help="RealEstate10K: at most this many clips."),
+        branch: Path = typer.Option(None, help="Side-branch checkpoint (default: in --model)."),
+        lora: Path = typer.Option(None, help="LoRA checkpoint (default: in --model, if any)."),
+        depth: str = typer.Option("gt", help="gt (synthetic) or a depth model folder."),
+        masks: str = typer.Option("none", help="none | gt | a SAM3 model folder."),
+        memory: str = typer.Option("latent", help="latent | rgb | none."),
+        chunk_frames: int = typer.Option(33, help="Frames per chunk (4k + 1)."),
+        steps: int = typer.Option(20, help="Denoising steps per chunk."),
+        voxel_size: float = typer.Option(None, help="Fuse memory points per voxel of this size."),
+        target_stride: int = typer.Option(1, help="Novel views: score every k-th frame."),
+        lpips_backbone: Path = typer.Option(None, help="alexnet-owt-7be5be79.pth (TORCH_HOME)."),
+        prompt: str = typer.Option(None, help="Text prompt (needs a text encoder in --model)."),
+        seed: int = typer.Option(0, help="Noise seed."),
+        device: str = typer.Option("auto", help="auto (accelerate's) | cpu | cuda:N."),
+        dtype: str = typer.Option("float32", help="Transformer dtype: float32 | bfloat16."),
+    ):
+        from mirage.data.world import parse_size
+        from mirage.eval.run import EvalJob, run_eval
+        from mirage.pipeline import GenerationConfig
+
+        try:
+            config = GenerationConfig(
+                chunk_frames=chunk_frames, num_inference_steps=steps, memory=memory,
+                voxel_size=voxel_size, seed=seed,
+            )  # fmt: skip
+            job = EvalJob(
+                protocol=protocol, model=model, out=out, synthetic=synthetic, re10k=re10k,
+                size=parse_size(size), frames=frames, kind=kind, num_dynamic=dynamic,
+                stride=stride, max_clips=max_clips, branch=branch, lora=lora, depth=depth,
+                masks=masks, device=device, dtype=dtype, prompt=prompt,
+                target_stride=target_stride, lpips_backbone=lpips_backbone, config=config,
+            )  # fmt: skip
+            summary = run_eval(job)
+        except (ValueError, FileNotFoundError) as e:
+            raise typer.BadParameter(str(e)) from e
+        means = ", ".join(f"{k} {v:.4g}" for k, v in summary["mean"].items() if v is not None)
+        typer.echo(f"{len(summary['per_clip'])} clips: {means}; tables in {out}")
+
+    return command
+
+
+eval_app.command(
+    "nvs", help="Novel views: generate each clip from its first frame, score against truth."
+)(_eval_command("nvs"))
+eval_app.command(
+    "closed-loop", help="Go and return: score return frames against outbound frames and truth."
+)(_eval_command("closed_loop"))
+
+
 # --- world ----------------------------------------------------------------------------------
 
 

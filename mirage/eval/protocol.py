@@ -142,6 +142,14 @@ def _means(rows: list[dict], keys: Sequence[str]) -> dict:
     return out
 
 
+def _shard_clips(clips: Sequence, shard: tuple[int, int]):
+    """(i, clips[i]) for the clips of this shard, i % world == rank; only those are indexed, so
+    a lazy sequence (e.g. `SyntheticEvalClips`) builds only the clips this process scores."""
+    rank, world = shard
+    for i in range(rank, len(clips), world):
+        yield i, clips[i]
+
+
 def _check_shard(shard) -> tuple[int, int]:
     rank, world = (int(x) for x in shard)
     if world < 1 or not 0 <= rank < world:
@@ -213,6 +221,7 @@ def evaluate_nvs(
     lpips_heads: str | Path | None = None,
     sheet_frames: int = 6,
     shard: tuple[int, int] = (0, 1),
+    before_clip: Callable | None = None,
 ) -> dict:
     """Novel-view evaluation of `generate_fn` on clips (objects with name, frames, cameras).
 
@@ -222,14 +231,16 @@ def evaluate_nvs(
 
     With `shard` = (rank, world), only clips i with i % world == rank are evaluated and the
     results go to nvs.rank<rank>.json; `merge_shards(out_dir, "nvs", world)` then writes the
-    tables (one process per GPU, e.g. under `accelerate launch`).
+    tables (one process per GPU, e.g. under `accelerate launch`). `clips` is indexed (len and
+    [i]) only at this shard's indices. `before_clip(clip)` runs before each clip is generated
+    (e.g. to bind the clip's synthetic scene to the pipeline's ground-truth depth).
     """
     shard = _check_shard(shard)
     scorer = _Scorer(lpips_backbone, lpips_heads)
     rows = []
-    for i, clip in enumerate(clips):
-        if i % shard[1] != shard[0]:
-            continue
+    for i, clip in _shard_clips(clips, shard):
+        if before_clip is not None:
+            before_clip(clip)
         name, frames, cameras = _check_clip(clip, i)
         plan = nvs_plan(len(frames), num_context, target_stride)
         video = _generate(generate_fn, frames[plan.context], cameras, name)
@@ -273,6 +284,7 @@ def evaluate_closed_loop(
     lpips_heads: str | Path | None = None,
     sheet_frames: int = 6,
     shard: tuple[int, int] = (0, 1),
+    before_clip: Callable | None = None,
 ) -> dict:
     """Closed-loop evaluation: generate a go-and-return and compare each return frame.
 
@@ -286,14 +298,14 @@ def evaluate_closed_loop(
         lpips_c (return frames vs the generated outbound frames at the same pose) and psnr,
         ssim, lpips (return frames vs ground truth); sheets show ground truth, generated
         outbound and generated return frames, aligned by pose.
-        `shard` works as in `evaluate_nvs` (merge with stem "closed_loop").
+        `shard` and `before_clip` work as in `evaluate_nvs` (merge with stem "closed_loop").
     """
     shard = _check_shard(shard)
     scorer = _Scorer(lpips_backbone, lpips_heads)
     rows = []
-    for i, clip in enumerate(clips):
-        if i % shard[1] != shard[0]:
-            continue
+    for i, clip in _shard_clips(clips, shard):
+        if before_clip is not None:
+            before_clip(clip)
         name, frames, cameras = _check_clip(clip, i)
         if clips_are_loops:
             _check_loop(cameras, name)
