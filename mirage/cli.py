@@ -24,6 +24,34 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(memory_app, name="memory")
 
 
+# --- demo -----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo"), help="Output folder."),
+    model: Path = typer.Option(None, help="Model folder (default: the shipped mirage-tiny)."),
+    quick: bool = typer.Option(False, "--quick", help="2 chunks, fewer steps (CI)."),
+    scene: int = typer.Option(900_000, help="Held-out synthetic scene seed (900000-900999)."),
+    scene_kind: str = typer.Option("indoor", help="indoor | outdoor."),
+    steps: int = typer.Option(None, help="Denoising steps per chunk (default 10; quick 4)."),
+    seed: int = typer.Option(0, help="Noise seed."),
+):
+    """Fly out and back through a held-out scene with latent, rgb and no memory; write demo/."""
+    from mirage.demo import DEFAULT_MODEL, DemoConfig, run_demo
+
+    try:
+        config = DemoConfig(
+            model=model or DEFAULT_MODEL, out=out, quick=quick, scene_seed=scene,
+            scene_kind=scene_kind, steps=steps, seed=seed,
+        )  # fmt: skip
+        result = run_demo(config)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+    typer.echo(result.table)
+    typer.echo(f"wrote side_by_side.mp4, return_frames.png, metrics.json, videos/ to {out}")
+
+
 # --- generate -------------------------------------------------------------------------------
 
 

@@ -1,0 +1,328 @@
+"""The `mirage demo` job: fly out and back through a held-out synthetic scene with each memory.
+
+On a synthetic scene never used in training (a fixed seed from the held-out range), the
+camera follows a `loop` trajectory (out along a pan, then back along the same poses) and the
+shipped mirage-tiny model generates it chunk by chunk three times: with the latent spatial
+memory, with the RGB point-cache baseline and with no memory, from the same first frame and
+the same noise. Written into `out` (default `demo/`):
+
+- `side_by_side.mp4`: ground truth | latent | rgb | none, labelled, upscaled for viewing;
+  `videos/{gt,latent,rgb,none}.mp4`: each alone at the model's size;
+- `return_frames.png`: the frames of the way back (rows: GT, latent, rgb, none);
+- `metrics.json`: keys documented in `docs/demo.md` (PSNR/SSIM per frame against ground
+  truth, closed-loop PSNR of each returned frame against the frame generated at the same pose
+  on the way out, seconds per stage, cache MiB per chunk), and a table on the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "mirage-tiny"
+HELDOUT_SEEDS = range(900_000, 901_000)  # scene seeds for demos and evaluation, never trained on
+MODES = ("latent", "rgb", "none")
+METRIC_KEYS = (
+    "frames",
+    "psnr",
+    "ssim",
+    "psnr_mean",
+    "ssim_mean",
+    "psnr_return_mean",
+    "ssim_return_mean",
+    "closed_loop_pairs",
+    "closed_loop_psnr",
+    "closed_loop_psnr_mean",
+    "seconds",
+    "seconds_total",
+    "cache_mib_per_chunk",
+)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    model: Path = DEFAULT_MODEL  # Wan-layout model folder (the shipped mirage-tiny by default)
+    out: Path = Path("demo")  # output folder
+    quick: bool = False  # 2 chunks and fewer steps (CI): well under a minute on 2 CPU cores
+    scene_seed: int = 900_000  # a held-out synthetic scene (HELDOUT_SEEDS)
+    scene_kind: str = "indoor"  # indoor | outdoor
+    height: int = 64  # frame size the model was trained at
+    width: int = 64
+    frames: int | None = None  # loop length 1 + n (chunk_frames - 1); None: 33 (quick: 17)
+    chunk_frames: int = 9  # frames per chunk (4k + 1)
+    steps: int | None = None  # denoising steps per chunk; None: 10 (quick: 4)
+    path: str = "pan_right"  # the outbound half of the loop (a trajectory preset)
+    degrees: float = 50.0  # pan angle of the outbound half
+    seed: int = 0  # noise seed (the same for every memory mode)
+    upscale: int = 4  # nearest-neighbour upscaling of the side-by-side video
+    fps: int = 8
+    progress: bool = True
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames or (17 if self.quick else 33)
+
+    @property
+    def num_steps(self) -> int:
+        return self.steps or (4 if self.quick else 10)
+
+    def __post_init__(self):
+        from mirage.pipeline.chunks import plan_chunks
+
+        if self.scene_seed not in HELDOUT_SEEDS:
+            raise ValueError(
+                f"`scene_seed` must be a held-out seed in [{HELDOUT_SEEDS.start}, "
+                f"{HELDOUT_SEEDS.stop}), got {self.scene_seed}"
+            )
+        if self.scene_kind not in ("indoor", "outdoor"):
+            raise ValueError(f"`scene_kind` must be indoor | outdoor, got {self.scene_kind!r}")
+        plan_chunks(self.num_frames, self.chunk_frames)  # raises with the nearest valid lengths
+        if len(plan_chunks(self.num_frames, self.chunk_frames)) < 2:
+            raise ValueError(f"`frames` must make at least 2 chunks, got {self.num_frames}")
+        if self.upscale < 1:
+            raise ValueError(f"`upscale` must be >= 1, got {self.upscale}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"`steps` must be >= 1, got {self.steps}")
+
+
+# --- one loop, three memories -------------------------------------------------------------------
+
+
+def loop_cameras(scene, height: int, width: int, frames: int, path: str, degrees: float):
+    """Cameras of a go-and-return loop from the scene's start camera: out along `path`, back."""
+    from mirage.data.trajectories import make_trajectory
+
+    start = scene.start_camera(height, width)
+    kwargs = {"degrees": degrees} if path in ("pan_left", "pan_right", "orbit") else {}
+    return make_trajectory("loop", start, frames, path=path, **kwargs)
+
+
+def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
+    """Scores of one generated loop frames [N,3,H,W] against ground truth gt [N,3,H,W].
+
+    Frame 0 is the given image and is left out. PSNR/SSIM per frame 1..N-1; the return frames
+    are those of the way back (closed_loop_plan); closed-loop PSNR compares each return frame
+    with the generated outbound frame at the same pose.
+    """
+    from mirage.eval.metrics import psnr, ssim
+    from mirage.eval.plans import closed_loop_plan
+
+    if frames.shape != gt.shape:
+        raise ValueError(f"`frames` {tuple(frames.shape)} and `gt` {tuple(gt.shape)} differ")
+    N = len(frames)
+    p, s = psnr(frames[1:], gt[1:]).per_frame, ssim(frames[1:], gt[1:]).per_frame
+    pairs = closed_loop_plan(N).pairs
+    ret = torch.tensor([j - 1 for j, _ in pairs])
+    cl = psnr(frames[[j for j, _ in pairs]], frames[[i for _, i in pairs]]).per_frame
+    return {
+        "frames": list(range(1, N)),
+        "psnr": p.tolist(),
+        "ssim": s.tolist(),
+        "psnr_mean": float(p.mean()),
+        "ssim_mean": float(s.mean()),
+        "psnr_return_mean": float(p[ret].mean()),
+        "ssim_return_mean": float(s[ret].mean()),
+        "closed_loop_pairs": [list(x) for x in pairs],
+        "closed_loop_psnr": cl.tolist(),
+        "closed_loop_psnr_mean": float(cl.mean()),
+    }
+
+
+def run_loop(pipe, scene, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, seed: int,
+             modes=MODES, progress: bool = True) -> dict:  # fmt: skip
+    """Generate the loop with each memory mode; returns mode -> dict(frames, metrics)."""
+    from mirage.pipeline import GenerationConfig
+    from mirage.pipeline.world_model import STAGES
+
+    out = {}
+    for mode in modes:
+        cfg = GenerationConfig(
+            chunk_frames=chunk_frames, num_inference_steps=steps, memory=mode, seed=seed
+        )
+        t0 = time.perf_counter()
+        result = pipe.generate(gt[0], cameras, config=cfg, progress=progress)
+        wall = time.perf_counter() - t0
+        metrics = loop_metrics(result.frames, gt)
+        init = result.metadata.get("init_seconds", {})
+        seconds = {st: init.get(st, 0.0) + sum(t.get(st, 0.0) for t in result.timings)
+                   for st in STAGES}  # fmt: skip
+        metrics["seconds"] = seconds
+        metrics["seconds_total"] = wall
+        metrics["cache_mib_per_chunk"] = [t["cache_bytes"] / 2**20 for t in result.timings]
+        out[mode] = {"frames": result.frames, "metrics": metrics}
+    return out
+
+
+# --- pictures -----------------------------------------------------------------------------------
+
+
+def _label(images: torch.Tensor, text: str) -> torch.Tensor:
+    """Draw `text` at the top left of images [T,3,H,W] in [0,1] (white on a dark band)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    arr = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = []
+    for a in arr:
+        im = Image.fromarray(np.ascontiguousarray(a))
+        d = ImageDraw.Draw(im)
+        box = d.textbbox((3, 2), text)
+        d.rectangle((0, 0, box[2] + 3, box[3] + 2), fill=(0, 0, 0))
+        d.text((3, 2), text, fill=(255, 255, 255))
+        out.append(torch.from_numpy(np.asarray(im).copy()))
+    return torch.stack(out).permute(0, 3, 1, 2).float() / 255
+
+
+def side_by_side(panels: dict[str, torch.Tensor], upscale: int) -> torch.Tensor:
+    """Labelled panels [T,3,H,W] each, upscaled (nearest) and joined left to right."""
+    cols = []
+    for name, frames in panels.items():
+        big = frames.repeat_interleave(upscale, 2).repeat_interleave(upscale, 3)
+        cols.append(_label(big, name))
+    return torch.cat(cols, dim=3)
+
+
+def return_sheet(rows: dict[str, torch.Tensor], indices: list[int], scale: int = 2):
+    """Contact sheet [H',W',3] uint8 of frames `indices`, one labelled row per entry."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from mirage.eval.report import contact_sheet
+
+    imgs = [r[indices].repeat_interleave(scale, 2).repeat_interleave(scale, 3)
+            for r in rows.values()]  # fmt: skip
+    sheet = contact_sheet(imgs)
+    label_w, pad = 56, 2
+    canvas = np.full((sheet.shape[0], sheet.shape[1] + label_w, 3), 255, np.uint8)
+    canvas[:, label_w:] = sheet
+    im = Image.fromarray(canvas)
+    d = ImageDraw.Draw(im)
+    H = imgs[0].shape[2]
+    for i, name in enumerate(rows):
+        d.text((4, pad + i * (H + pad) + H // 2 - 6), name, fill=(0, 0, 0))
+    return np.asarray(im)
+
+
+# --- the job ------------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    metrics: dict
+    table: str
+
+
+def format_table(metrics: dict) -> str:
+    """The terminal table: one row per memory mode."""
+    head = (
+        f"{'memory':<8}{'PSNR':>7}{'PSNR ret':>10}{'SSIM':>7}{'closed-loop':>13}"
+        f"{'seconds':>9}{'cache MiB':>11}"
+    )
+    lines = [head, "-" * len(head)]
+    for mode, m in metrics["modes"].items():
+        cache = m["cache_mib_per_chunk"][-1] if m["cache_mib_per_chunk"] else 0.0
+        lines.append(
+            f"{mode:<8}{m['psnr_mean']:>7.2f}{m['psnr_return_mean']:>10.2f}{m['ssim_mean']:>7.3f}"
+            f"{m['closed_loop_psnr_mean']:>13.2f}{m['seconds_total']:>9.1f}{cache:>11.3f}"
+        )
+    return "\n".join(lines)
+
+
+def run_demo(cfg: DemoConfig) -> DemoResult:
+    """Run the demo of `cfg` and write its files into `cfg.out`."""
+    from mirage.data.video import write_video
+    from mirage.eval.machine import describe_machine
+    from mirage.eval.plans import closed_loop_plan
+    from mirage.eval.report import write_json, write_png
+    from mirage.models.loading import check_model_dir
+    from mirage.pipeline.loading import build_pipeline
+    from mirage.synthetic import make_scene
+
+    check_model_dir(cfg.model, load_text_encoder=False)  # every missing file, before work
+    t_start = time.perf_counter()
+    seconds: dict = {}
+    out = Path(cfg.out)
+
+    t0 = time.perf_counter()
+    scene = make_scene(cfg.scene_seed, cfg.scene_kind)
+    cameras = loop_cameras(
+        scene, cfg.height, cfg.width, cfg.num_frames, cfg.path, cfg.degrees
+    )  # fmt: skip
+    gt = scene.render(cameras, progress=cfg.progress).rgb
+    seconds["render_ground_truth"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    pipe = build_pipeline(cfg.model, depth="gt", masks="none", scene=scene)
+    seconds["load_model"] = time.perf_counter() - t0
+
+    runs = run_loop(
+        pipe, scene, cameras, gt, cfg.num_steps, cfg.chunk_frames, cfg.seed,
+        progress=cfg.progress,
+    )  # fmt: skip
+    for mode in MODES:
+        seconds[f"generate_{mode}"] = runs[mode]["metrics"]["seconds_total"]
+
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    panels = {"ground truth": gt, **{m: runs[m]["frames"] for m in MODES}}
+    paths = {"side_by_side": out / "side_by_side.mp4", "return_frames": out / "return_frames.png"}
+    write_video(paths["side_by_side"], side_by_side(panels, cfg.upscale), fps=cfg.fps)
+    for name, frames in (("gt", gt), *((m, runs[m]["frames"]) for m in MODES)):
+        write_video(out / "videos" / f"{name}.mp4", frames, fps=cfg.fps)
+    ret = [j for j, _ in closed_loop_plan(cfg.num_frames).pairs]
+    pick = sorted({ret[round(i * (len(ret) - 1) / 7)] for i in range(8)})
+    rows = {"GT": gt, **{m: runs[m]["frames"] for m in MODES}}
+    write_png(paths["return_frames"], return_sheet(rows, pick))
+    seconds["write"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - t_start
+
+    metrics = {
+        "model": str(cfg.model),
+        "model_card": _model_card_summary(cfg.model),
+        "scene": {"seed": cfg.scene_seed, "kind": cfg.scene_kind},
+        "trajectory": {
+            "preset": "loop",
+            "path": cfg.path,
+            "degrees": cfg.degrees,
+            "frames": cfg.num_frames,
+            "chunk_frames": cfg.chunk_frames,
+        },  # fmt: skip
+        "size": [cfg.height, cfg.width],
+        "steps": cfg.num_steps,
+        "seed": cfg.seed,
+        "return_frames_in_sheet": pick,
+        "modes": {m: runs[m]["metrics"] for m in MODES},
+        "seconds": seconds,
+        "machine": describe_machine("cpu"),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+    }
+    paths["metrics"] = write_json(out / "metrics.json", metrics)
+    return DemoResult(out, metrics, format_table(metrics))
+
+
+def _model_card_summary(model: Path) -> dict:
+    """The `mirage.json` facts shipped beside the weights (training steps, data), if present."""
+    f = Path(model) / "mirage.json"
+    if not f.is_file():
+        return {}
+    try:
+        return json.loads(f.read_text())
+    except ValueError:
+        return {}
+
+
+def finite_numbers(value) -> bool:
+    """True when every number inside a JSON-like value is finite (for tests and checks)."""
+    if isinstance(value, dict):
+        return all(finite_numbers(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(finite_numbers(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True

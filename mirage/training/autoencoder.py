@@ -1,0 +1,359 @@
+"""Train the tiny video VAE (a small Wan2.1-style `AutoencoderKLWan`) on synthetic clips.
+
+Reads in run order: config -> data (a pool of rendered synthetic clips, refreshed one clip
+per step) -> model -> optimizer -> resume -> loop (lr from `lr_at`, L1 + small KL on causal
+clips and single frames, clip, step, log, checkpoint) -> latent statistics -> export.
+
+Each step trains on `clips_per_step` clips of `clip_frames` (4k + 1) frames, so the causal 4x
+temporal path is trained, and on `singles_per_step` single frames (1-frame clips): the
+memory stores such image latents. The first frame of every clip is also encoded alone
+(Wan's encoder is causal), so single-frame reconstruction is trained on both.
+
+After training, per-channel `latents_mean` / `latents_std` of the posterior mode over image
+latents of `stats_clips` training clips go into the VAE config (`VideoVAE` normalises with
+them), and the VAE is written with `save_pretrained` to `<out>/vae`. Reconstruction PSNR on
+held-out clips (another data seed) goes to `<out>/eval.json`.
+
+Checkpoints (`<out>/checkpoints/step_NNNNNN/`: weights as safetensors, optimizer state,
+state.json with step, RNG and config) are written to a temporary folder and renamed, so an
+interrupted run resumes from the last complete one (`resume=True`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    out: str = ""  # output folder: checkpoints/, vae/, log.jsonl, eval.json
+    height: int = 64  # frame height (a multiple of 16)
+    width: int = 64  # frame width (a multiple of 16)
+    z_dim: int = 16  # latent channels
+    base_dim: int = 16  # VAE width (tiny_vae_config default)
+    # data
+    kind: str = "mixed"  # synthetic scene kind: indoor | outdoor | mixed
+    num_dynamic: int = 1  # moving objects per scene
+    data_seed: int = 0  # SyntheticClipDataset seed of the training clips
+    eval_seed: int = 7_777  # SyntheticClipDataset seed of the held-out clips
+    render_frames: int = 9  # frames rendered per pool clip (4k + 1 >= clip_frames)
+    pool_size: int = 48  # rendered clips kept; a new clip replaces the oldest
+    refresh_every: int = 3  # steps between new clips (rendering costs about a step on a CPU)
+    clip_frames: int = 5  # frames per training clip (4k + 1)
+    clips_per_step: int = 2  # causal clips per step
+    singles_per_step: int = 4  # single frames per step
+    # objective and optimisation
+    kl_weight: float = 1e-6  # weight of the mean KL to N(0, 1) beside the mean L1
+    max_steps: int = 2000  # optimizer steps
+    max_minutes: float | None = None  # stop earlier at this wall time (then stats + export)
+    lr: float = 1e-3  # peak learning rate
+    warmup_steps: int = 50  # linear warmup from 0
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # max global grad norm
+    # bookkeeping
+    seed: int = 0  # weights init, batch draws, posterior noise
+    log_every: int = 10  # steps between log lines
+    checkpoint_every: int = 50  # steps between checkpoints
+    keep_checkpoints: int = 2  # newest checkpoints kept
+    stats_clips: int = 24  # training clips encoded for the latent statistics
+    eval_clips: int = 8  # held-out clips for the reconstruction PSNR
+    resume: bool = True  # continue from the newest checkpoint under out/checkpoints
+    progress: bool = True  # tqdm bar
+
+    def __post_init__(self):
+        if not self.out:
+            raise ValueError("`out` (the output folder) is required")
+        for name in ("height", "width"):
+            v = getattr(self, name)
+            if v <= 0 or v % 16:
+                raise ValueError(f"`{name}` must be a positive multiple of 16, got {v}")
+        for name in ("clip_frames", "render_frames"):
+            v = getattr(self, name)
+            if v < 5 or (v - 1) % 4:
+                raise ValueError(f"`{name}` must be 4k + 1 with k >= 1, got {v}")
+        if self.render_frames < self.clip_frames:
+            raise ValueError(
+                f"`render_frames` must be >= clip_frames={self.clip_frames}, "
+                f"got {self.render_frames}"
+            )
+        for name in (
+            "max_steps",
+            "pool_size",
+            "refresh_every",
+            "stats_clips",
+            "eval_clips",
+            "log_every",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        if self.clips_per_step < 0 or self.singles_per_step < 0:
+            raise ValueError("`clips_per_step` and `singles_per_step` must be >= 0")
+        if self.clips_per_step + self.singles_per_step < 1:
+            raise ValueError("a step needs at least one clip or single frame")
+        if not self.lr > 0:
+            raise ValueError(f"`lr` must be > 0, got {self.lr}")
+        if self.kind not in ("indoor", "outdoor", "mixed"):
+            raise ValueError(f"`kind` must be indoor | outdoor | mixed, got {self.kind!r}")
+        if self.data_seed == self.eval_seed:
+            raise ValueError("`eval_seed` must differ from `data_seed` (held-out clips)")
+
+
+def lr_at(step: int, cfg: AutoencoderConfig) -> float:
+    """Learning rate of `step`: linear warmup to `lr`, then cosine to `min_lr_ratio * lr`."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    p = min(1.0, (step - cfg.warmup_steps) / span)
+    floor = cfg.min_lr_ratio * cfg.lr
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def make_tiny_vae(cfg: AutoencoderConfig, seed: int = 0):
+    """A fresh `AutoencoderKLWan` of `tiny_vae_config(z_dim, base_dim)`, seeded."""
+    from diffusers import AutoencoderKLWan
+
+    from mirage.models.loading import tiny_vae_config
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoencoderKLWan(**tiny_vae_config(z_dim=cfg.z_dim, base_dim=cfg.base_dim))
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+class _ClipPool:
+    """Rendered training clips [render_frames,3,H,W]; `refresh()` renders the next one."""
+
+    def __init__(self, cfg: AutoencoderConfig, start: int):
+        from mirage.data import SyntheticClipDataset
+
+        self.ds = SyntheticClipDataset(
+            10**7, cfg.render_frames, cfg.height, cfg.width, seed=cfg.data_seed, kind=cfg.kind,
+            num_dynamic=cfg.num_dynamic,
+        )  # fmt: skip
+        self.size, self.next, self.clips = cfg.pool_size, start, []
+
+    def refresh(self) -> None:
+        clip = self.ds[self.next]["frames"]
+        self.next += 1
+        self.clips.append(clip)
+        if len(self.clips) > self.size:
+            self.clips.pop(0)
+
+    def batch(self, rng: random.Random, n_clips: int, clip_frames: int, n_single: int):
+        """(clips [B,3,F,H,W] or None, singles [S,3,1,H,W] or None) in [-1, 1], random flips."""
+
+        def flip(x):  # [T,3,H,W]
+            return x.flip(-1) if rng.random() < 0.5 else x
+
+        clips = singles = None
+        if n_clips:
+            picks = []
+            for _ in range(n_clips):
+                c = self.clips[rng.randrange(len(self.clips))]
+                s = rng.randrange(len(c) - clip_frames + 1)
+                picks.append(flip(c[s : s + clip_frames]))
+            clips = torch.stack(picks).permute(0, 2, 1, 3, 4) * 2 - 1
+        if n_single:
+            picks = []
+            for _ in range(n_single):
+                c = self.clips[rng.randrange(len(self.clips))]
+                picks.append(flip(c[rng.randrange(len(c))][None]))
+            singles = torch.stack(picks).permute(0, 2, 1, 3, 4) * 2 - 1
+        return clips, singles
+
+
+def _loss(vae, x: torch.Tensor, kl_weight: float, gen: torch.Generator):
+    """Mean L1 of the reconstruction of x [B,3,T,H,W] in [-1,1] from a posterior sample + KL."""
+    post = vae.encode(x).latent_dist
+    z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+    rec = vae.decode(z).sample
+    l1 = (rec - x).abs().mean()
+    kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
+    return l1 + kl_weight * kl, l1.detach()
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    root = out / "checkpoints"
+    return sorted(root.glob("step_*")) if root.is_dir() else []
+
+
+def _save_checkpoint(out: Path, vae, opt, step: int, cfg, rng: random.Random, gen, keep: int):
+    from safetensors.torch import save_file
+
+    final = out / "checkpoints" / f"step_{step:06d}"
+    tmp = out / "checkpoints" / f".tmp_step_{step:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, tmp / "model.safetensors")
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    torch.save({"torch": torch.get_rng_state(), "gen": gen.get_state()}, tmp / "rng.pt")
+    state = {"step": step, "config": asdict(cfg), "python_rng": repr(rng.getstate())}
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in _checkpoints(out)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(path: Path, vae, opt, rng: random.Random, gen) -> int:
+    import ast
+
+    from safetensors.torch import load_file
+
+    vae.load_state_dict(load_file(path / "model.safetensors"))
+    opt.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    r = torch.load(path / "rng.pt", weights_only=True)
+    torch.set_rng_state(r["torch"])
+    gen.set_state(r["gen"])
+    state = json.loads((path / "state.json").read_text())
+    rng.setstate(ast.literal_eval(state["python_rng"]))
+    return int(state["step"])
+
+
+# --- statistics, evaluation, export -----------------------------------------------------------
+
+
+@torch.no_grad()
+def latent_statistics(vae, frames: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the raw posterior mode of image latents of frames [T,3,H,W]."""
+    zs = []
+    for i in range(0, len(frames), 16):
+        x = frames[i : i + 16].unsqueeze(2) * 2 - 1  # [b,3,1,H,W]
+        zs.append(vae.encode(x).latent_dist.mode()[:, :, 0])  # [b,C,h,w]
+    z = torch.cat(zs).transpose(0, 1).reshape(vae.config.z_dim, -1).double()
+    return z.mean(1).tolist(), z.std(1).clamp(min=1e-6).tolist()
+
+
+@torch.no_grad()
+def reconstruction_psnr(vae, clips: list[torch.Tensor]) -> dict:
+    """Mean PSNR (dB) of image-latent and video (causal clip) reconstructions of clips [T,3,H,W]."""
+    from mirage.eval.metrics import psnr
+    from mirage.models.vae import VideoVAE
+
+    v = VideoVAE(vae)
+    img, vid = [], []
+    for c in clips:
+        img.append(psnr(v.decode_images(v.encode_images(c)), c).mean)
+        vid.append(psnr(v.decode(v.encode_video(c)), c).mean)
+    return {"image_psnr": sum(img) / len(img), "video_psnr": sum(vid) / len(vid)}
+
+
+def _render_clips(cfg: AutoencoderConfig, seed: int, n: int) -> list[torch.Tensor]:
+    from mirage.data import SyntheticClipDataset
+
+    ds = SyntheticClipDataset(
+        n, cfg.render_frames, cfg.height, cfg.width, seed=seed, kind=cfg.kind,
+        num_dynamic=cfg.num_dynamic,
+    )  # fmt: skip
+    return [ds[i]["frames"] for i in range(n)]
+
+
+def export_vae(vae, cfg: AutoencoderConfig, out_dir: Path) -> Path:
+    """Write latent statistics into the config and `save_pretrained` to `out_dir` atomically."""
+    clips = _render_clips(cfg, cfg.data_seed, cfg.stats_clips)
+    mean, std = latent_statistics(vae, torch.cat(clips))
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+    tmp = out_dir.parent / f".tmp_{out_dir.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    vae.save_pretrained(tmp, safe_serialization=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def train_autoencoder(cfg: AutoencoderConfig) -> Path:
+    """Train, compute latent statistics, evaluate and export; returns `<out>/vae`."""
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    vae = make_tiny_vae(cfg, cfg.seed)
+    vae.train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng, gen = random.Random(f"mirage-vae-{cfg.seed}"), torch.Generator().manual_seed(cfg.seed)
+    step = 0
+    ckpts = _checkpoints(out)
+    if cfg.resume and ckpts:
+        step = _load_checkpoint(ckpts[-1], vae, opt, rng, gen)
+    pool = _ClipPool(cfg, start=step // cfg.refresh_every)
+    for _ in tqdm(range(min(cfg.pool_size, 8)), desc="render pool", disable=not cfg.progress):
+        pool.refresh()
+    t0 = time.monotonic()
+    log = (out / "log.jsonl").open("a")
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="vae", disable=not cfg.progress)
+    while step < cfg.max_steps:
+        if cfg.max_minutes is not None and time.monotonic() - t0 > 60 * cfg.max_minutes:
+            break
+        if step % cfg.refresh_every == 0:
+            pool.refresh()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        clips, singles = pool.batch(rng, cfg.clips_per_step, cfg.clip_frames, cfg.singles_per_step)
+        loss, l1 = 0.0, []
+        for x in (clips, singles):
+            if x is not None:
+                li, l1i = _loss(vae, x, cfg.kl_weight, gen)
+                loss = loss + li
+                l1.append(float(l1i))  # host sync: once per step, for the log
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0:
+            rec = {"step": step, "lr": lr_at(step - 1, cfg), "l1": l1, "grad_norm": float(gnorm)}
+            rec["minutes"] = (time.monotonic() - t0) / 60
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            bar.set_postfix(l1=f"{sum(l1) / len(l1):.4f}")
+        if step % cfg.checkpoint_every == 0:
+            _save_checkpoint(out, vae, opt, step, cfg, rng, gen, cfg.keep_checkpoints)
+    bar.close()
+    _save_checkpoint(out, vae, opt, step, cfg, rng, gen, cfg.keep_checkpoints)
+    vae.eval()
+    path = export_vae(vae, cfg, out / "vae")
+    scores = reconstruction_psnr(vae, _render_clips(cfg, cfg.eval_seed, cfg.eval_clips))
+    scores.update(steps=step, config=asdict(cfg))
+    (out / "eval.json").write_text(json.dumps(scores, indent=2))
+    log.close()
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m mirage.training.autoencoder --out DIR [--max-steps N] [--max-minutes M] ...`."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name, default in asdict(AutoencoderConfig(out="x")).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
+        elif default is None:
+            p.add_argument(flag, type=float, default=None)
+        else:
+            p.add_argument(flag, type=type(default), default=default)
+    cfg = AutoencoderConfig(**vars(p.parse_args(argv)))
+    print(train_autoencoder(cfg))
+
+
+if __name__ == "__main__":
+    main()
