@@ -266,6 +266,45 @@ eval_app.command(
 )(_eval_command("closed_loop"))
 
 
+@app.command()
+def worldscore(
+    instance: Path = typer.Argument(..., help="A WorldScore instance folder."),
+    model: Path = typer.Option(..., help="Wan-layout model folder (transformer/, vae/, ...)."),
+    depth: str = typer.Option(..., help="Depth model folder (WorldScore has no ground truth)."),
+    out: Path = typer.Option(None, help="Where frames/ go (default: the instance folder)."),
+    size: str = typer.Option("512x512", help="HEIGHTxWIDTH generated (multiples of 32)."),
+    masks: str = typer.Option("none", help="none | a SAM3 model folder."),
+    branch: Path = typer.Option(None, help="Side-branch checkpoint (default: in --model)."),
+    lora: Path = typer.Option(None, help="LoRA checkpoint (default: in --model, if any)."),
+    prompt: str = typer.Option(None, help="Text prompt (default: the instance's first)."),
+    dataset_root: Path = typer.Option(None, help="WorldScore dataset root (start images)."),
+    memory: str = typer.Option("latent", help="latent | rgb | none."),
+    chunk_frames: int = typer.Option(33, help="Frames per chunk (4k + 1)."),
+    steps: int = typer.Option(20, help="Denoising steps per chunk."),
+    seed: int = typer.Option(0, help="Noise seed."),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N."),
+    dtype: str = typer.Option("float32", help="Transformer dtype: float32 | bfloat16."),
+):
+    """Generate a WorldScore instance and write its frames where their evaluator reads them."""
+    from mirage.data.world import parse_size
+    from mirage.eval.worldscore_run import WorldScoreJob, run_worldscore
+    from mirage.pipeline import GenerationConfig
+
+    try:
+        config = GenerationConfig(
+            chunk_frames=chunk_frames, num_inference_steps=steps, memory=memory, seed=seed
+        )
+        job = WorldScoreJob(
+            instance=instance, model=model, out=out, size=parse_size(size), depth=depth,
+            masks=masks, branch=branch, lora=lora, prompt=prompt, dataset_root=dataset_root,
+            device=device, dtype=dtype, config=config,
+        )  # fmt: skip
+        paths = run_worldscore(job)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+    typer.echo(f"wrote {len(paths)} frames to {paths[0].parent}")
+
+
 # --- world ----------------------------------------------------------------------------------
 
 
