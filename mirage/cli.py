@@ -124,6 +124,7 @@ def preprocess(
     masks_dir: Path = typer.Option(None, help="<dir>/<clip>/masks.safetensors for real clips."),
     vae: Path = typer.Option(None, help="AutoencoderKLWan folder (default: tiny random VAE)."),
     model: Path = typer.Option(None, help="Wan diffusers folder (vae/, text_encoder/)."),
+    threads: int = typer.Option(None, help="torch CPU threads per process (0 = default)."),
 ):
     """Clips -> training shards: latents, depth, masks, cameras, text (no VAE in training)."""
     options = dict(locals())

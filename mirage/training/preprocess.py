@@ -46,6 +46,7 @@ class PreprocessConfig:
     vae: str | None = None  # AutoencoderKLWan folder; None with model None = tiny random VAE
     model: str | None = None  # Wan diffusers folder (vae/, optional text_encoder/ + tokenizer/)
     device: str = "auto"  # "auto" = the accelerator's device
+    threads: int = 0  # torch CPU threads per process (0: torch's default; 1 on a busy CPU)
     progress: bool = True
 
     def __post_init__(self):
@@ -168,6 +169,8 @@ def preprocess(cfg: PreprocessConfig) -> Path:
     if not cfg.out:
         raise ValueError("`out` (the shard folder) is required")
     dataset = _dataset(cfg)  # validates the source before any model loads
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     accelerator = Accelerator(cpu=cfg.device == "cpu")
     device = accelerator.device if cfg.device in ("auto", "cpu") else torch.device(cfg.device)
     vae = load_vae(cfg, device)
@@ -225,8 +228,8 @@ def preprocess(cfg: PreprocessConfig) -> Path:
 
 
 def tiny_preprocess(out: str, **overrides) -> PreprocessConfig:
-    """Synthetic shards for mirage-tiny: 128x128, clips of 33 frames in chunks of 17."""
-    base = dict(out=out, source="synthetic", num_clips=256, num_frames=33, chunk_frames=17,
-                height=128, width=128, kind="mixed", num_dynamic=1)  # fmt: skip
+    """Synthetic shards for mirage-tiny at the demo's sizes: 64x64, 33 frames, chunks of 9."""
+    base = dict(out=out, source="synthetic", num_clips=256, num_frames=33, chunk_frames=9,
+                height=64, width=64, kind="mixed", num_dynamic=1, threads=1)  # fmt: skip
     base.update(overrides)
     return PreprocessConfig(**base)
