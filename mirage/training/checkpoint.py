@@ -40,6 +40,20 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     }
 
 
+def is_fsdp(accelerator) -> bool:
+    return accelerator.distributed_type.name == "FSDP"
+
+
+def gathered_trainable(accelerator, model) -> dict[str, torch.Tensor]:
+    """Full (unsharded) fp32 CPU copies of the trainable parameters; call on every process."""
+    if not is_fsdp(accelerator):
+        return trainable_state(accelerator.unwrap_model(model))
+    names = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+    names = {n.replace("_fsdp_wrapped_module.", "") for n in names}
+    full = accelerator.get_state_dict(model)  # FULL_STATE_DICT: gathered on the main process
+    return {n: t.detach().float().cpu().contiguous() for n, t in full.items() if n in names}
+
+
 def _write_json(path: Path, obj) -> None:
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2, default=str)
@@ -63,12 +77,12 @@ def save_checkpoint(accelerator, out: Path, step: int, model, optimizer, ema, cf
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state()
     save_file(rng, str(tmp / f"rng-rank{rank}.safetensors"))
-    sharded = accelerator.distributed_type.name == "FSDP"
+    sharded = is_fsdp(accelerator)
     if sharded:
         torch.save(optimizer.state_dict(), tmp / f"optimizer-rank{rank}.pt")
-    unwrapped = accelerator.unwrap_model(model)
+    weights = gathered_trainable(accelerator, model)  # every rank (FSDP gathers), main keeps it
     if accelerator.is_main_process:
-        save_file(trainable_state(unwrapped), str(tmp / "trainable.safetensors"))
+        save_file(weights, str(tmp / "trainable.safetensors"))
         if ema is not None:
             save_file(ema.state(), str(tmp / "ema.safetensors"))
         if not sharded:
@@ -130,13 +144,19 @@ def load_checkpoint(path: Path, accelerator, model, optimizer, ema, cfg) -> int:
         raise ValueError(f"checkpoint {path} was made for another model ({pairs})")
     unwrapped = accelerator.unwrap_model(model)
     weights = load_file(str(path / "trainable.safetensors"))
-    own = dict(unwrapped.named_parameters())
+    own = {n.replace("_fsdp_wrapped_module.", ""): p for n, p in unwrapped.named_parameters()}
     bad = sorted(set(weights) ^ {n for n, p in own.items() if p.requires_grad})
     if bad:
         raise ValueError(f"checkpoint {path} trainable parameters do not fit the model: {bad[:5]}")
-    with torch.no_grad():
-        for n, t in weights.items():
-            own[n].copy_(t)
+    if is_fsdp(accelerator):  # sharded parameters: let torch scatter the full tensors
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        opts = StateDictOptions(full_state_dict=True, strict=False)
+        set_model_state_dict(unwrapped, weights, options=opts)
+    else:
+        with torch.no_grad():
+            for n, t in weights.items():
+                own[n].copy_(t)
     rank = accelerator.process_index
     opt_file = path / "optimizer.pt"
     if not opt_file.is_file():

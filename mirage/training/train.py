@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from mirage.training.checkpoint import (
     export_model,
+    is_fsdp,
     load_checkpoint,
     resolve_resume,
     save_checkpoint,
@@ -157,6 +158,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         list(params.values()), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
     )
     model, optimizer = accelerator.prepare(model, optimizer)
+    if cfg.ema_decay > 0 and is_fsdp(accelerator):
+        raise ValueError("`ema_decay` > 0 is not supported under FSDP (sharded parameters)")
     ema = EMA(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     # 5. resume: weights, optimizer, EMA, RNG; the step is the data position
@@ -201,7 +204,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         accelerator.backward(loss)
         grad_norm = None
         if cfg.grad_clip > 0:
-            grad_norm = accelerator.clip_grad_norm_(list(params.values()), cfg.grad_clip)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if ema is not None:
@@ -225,10 +228,16 @@ def train(cfg: TrainConfig) -> TrainResult:
     accelerator.wait_for_everyone()
     if ema is not None:
         ema.copy_to_model()
+    final = accelerator.unwrap_model(model)
+    if is_fsdp(accelerator):  # sharded: gather the full weights into a CPU copy on main
+        full = accelerator.get_state_dict(model)
+        if main:
+            final = build_model(cfg, dataset.channels)
+            final.load_state_dict(full, strict=False)
     if main:
         elapsed = time.perf_counter() - t0
         extra = {"final_loss": losses[-1] if losses else None, "seconds": elapsed}
-        export_model(out, accelerator.unwrap_model(model), cfg, step, extra)
+        export_model(out, final, cfg, step, extra)
     accelerator.wait_for_everyone()
     for tracker in accelerator.trackers:  # not end_training(): the process group stays up so
         tracker.finish()  # a preset can run its next stage in the same processes
