@@ -53,6 +53,8 @@ class AutoencoderConfig:
     singles_per_step: int = 4  # single frames per step
     # objective and optimisation
     kl_weight: float = 1e-6  # weight of the mean KL to N(0, 1) beside the mean L1
+    posterior_noise: float = 0.0  # z = mean + this x std x noise (0: the posterior mean, which
+    # inference uses; std 1 at init would drown a short training run in noise)
     max_steps: int = 2000  # optimizer steps
     max_minutes: float | None = None  # stop earlier at this wall time (then stats + export)
     lr: float = 1e-3  # peak learning rate
@@ -174,11 +176,28 @@ class _ClipPool:
         return clips, singles
 
 
-def _loss(vae, x: torch.Tensor, kl_weight: float, gen: torch.Generator):
-    """Mean L1 of the reconstruction of x [B,3,T,H,W] in [-1,1] from a posterior sample + KL."""
+def _decode_unclamped(vae, z: torch.Tensor) -> torch.Tensor:  # [B,C,t,h,w] -> [B,3,T,H,W]
+    """`vae.decode` without its final clamp to [-1, 1], which stops the gradient of every pixel
+    the young decoder overshoots. The same causal loop over latent frames (feature cache, the
+    first latent frame decoded alone) as `AutoencoderKLWan._decode` without tiling."""
+    vae.clear_cache()
+    x = vae.post_quant_conv(z)
+    outs = []
+    for i in range(x.shape[2]):
+        vae._conv_idx = [0]
+        outs.append(
+            vae.decoder(x[:, :, i : i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
+                        first_chunk=i == 0)
+        )  # fmt: skip
+    vae.clear_cache()
+    return torch.cat(outs, 2)
+
+
+def _loss(vae, x: torch.Tensor, kl_weight: float, noise: float, gen: torch.Generator):
+    """Mean L1 of the reconstruction of x [B,3,T,H,W] in [-1,1] from a posterior draw + KL."""
     post = vae.encode(x).latent_dist
-    z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
-    rec = vae.decode(z).sample
+    z = post.mean + noise * post.std * torch.randn(post.mean.shape, generator=gen)
+    rec = _decode_unclamped(vae, z)
     l1 = (rec - x).abs().mean()
     kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
     return l1 + kl_weight * kl, l1.detach()
@@ -310,7 +329,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
         loss, l1 = 0.0, []
         for x in (clips, singles):
             if x is not None:
-                li, l1i = _loss(vae, x, cfg.kl_weight, gen)
+                li, l1i = _loss(vae, x, cfg.kl_weight, cfg.posterior_noise, gen)
                 loss = loss + li
                 l1.append(float(l1i))  # host sync: once per step, for the log
         loss.backward()

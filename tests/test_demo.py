@@ -1,0 +1,101 @@
+"""Tests of the demo job: metrics against closed forms, pictures, and `mirage demo --quick`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from mirage.demo import (
+    DEFAULT_MODEL,
+    METRIC_KEYS,
+    MODES,
+    DemoConfig,
+    finite_numbers,
+    loop_metrics,
+    return_sheet,
+    side_by_side,
+)
+
+
+def _frames(T, H=16, W=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(T, 3, H, W, generator=g) * 0.7 + 0.1  # room for offsets up to 0.2
+
+
+def test_loop_metrics_closed_forms():
+    # A constant offset d gives MSE d^2, PSNR = -20 log10(d): 0.1 -> 20 dB exactly.
+    gt = _frames(9)
+    pred = gt + 0.1
+    pred[0] = gt[0]  # the given first frame
+    # Return frames j = 5..8 pair with outbound 3..0; make each differ from its partner by 0.05.
+    for j in range(5, 9):
+        pred[j] = pred[8 - j] + 0.05
+    pred[8] = gt[0] + 0.05  # frame 8 pairs with frame 0
+    m = loop_metrics(pred, gt)
+    assert m["frames"] == list(range(1, 9))
+    assert m["closed_loop_pairs"] == [[5, 3], [6, 2], [7, 1], [8, 0]]
+    for v in m["psnr"][:4]:  # outbound frames 1..4: offset 0.1
+        assert v == pytest.approx(20.0, abs=1e-3)
+    for v in m["closed_loop_psnr"]:
+        assert v == pytest.approx(-20 * math.log10(0.05), abs=1e-3)
+    # Return frames 5..7 are gt[8-j] + 0.15 against gt[j]: compare with a direct computation.
+    for j in range(5, 8):
+        mse = ((pred[j] - gt[j]) ** 2).mean().item()
+        assert m["psnr"][j - 1] == pytest.approx(10 * math.log10(1 / mse), abs=1e-3)
+    ret = [m["psnr"][j - 1] for j in range(5, 9)]
+    assert m["psnr_return_mean"] == pytest.approx(sum(ret) / 4, abs=1e-4)
+    assert m["ssim"][0] < 1.0 and m["ssim_mean"] <= 1.0
+
+
+def test_loop_metrics_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="differ"):
+        loop_metrics(_frames(9), _frames(5))
+
+
+def test_demo_config_validation():
+    with pytest.raises(ValueError, match="held-out"):
+        DemoConfig(scene_seed=3)
+    with pytest.raises(ValueError, match="nearest lengths"):
+        DemoConfig(frames=20)
+    with pytest.raises(ValueError, match="at least 2 chunks"):
+        DemoConfig(frames=9)
+    assert DemoConfig(quick=True).num_frames == 17 and DemoConfig().num_frames == 33
+
+
+def test_side_by_side_and_sheet_shapes():
+    a, b = _frames(3, 8, 12, 1), _frames(3, 8, 12, 2)
+    video = side_by_side({"gt": a, "x": b}, upscale=3)
+    assert video.shape == (3, 3, 24, 72)
+    # Away from the label band (top left), the panels are nearest-neighbour upscalings.
+    assert torch.allclose(video[:, :, 20, 36 + 3 * 11], b[:, :, 6, 11], atol=1 / 255)
+    sheet = return_sheet({"GT": a, "latent": b}, [0, 2], scale=2)
+    assert sheet.dtype.name == "uint8" and sheet.shape[0] == 2 + 2 * (16 + 2)
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL / "vae").is_dir(), reason="shipped weights missing")
+def test_demo_quick_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from mirage.cli import app
+
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    for name in ("side_by_side.mp4", "return_frames.png", "metrics.json"):
+        assert (out / name).stat().st_size > 0
+    for mode in ("gt", *MODES):
+        assert (out / "videos" / f"{mode}.mp4").stat().st_size > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["modes"]) == set(MODES)
+    for mode in MODES:
+        m = metrics["modes"][mode]
+        assert set(METRIC_KEYS) <= set(m)
+        assert len(m["psnr"]) == len(m["ssim"]) == 16  # frames 1..16 of 17
+        assert len(m["closed_loop_psnr"]) == 8 and len(m["cache_mib_per_chunk"]) == 2
+    assert metrics["modes"]["none"]["cache_mib_per_chunk"] == [0.0, 0.0]
+    assert metrics["modes"]["latent"]["cache_mib_per_chunk"][1] > 0
+    assert finite_numbers(metrics)
+    assert "latent" in res.output and "closed-loop" in res.output
