@@ -154,3 +154,16 @@ def test_two_processes_hold_identical_weights(shards, tmp_path):
     l1 = json.loads((out / "losses1.json").read_text())
     assert l0 != l1  # the ranks saw different samples and noise, yet hold the same weights
     assert Path(out / "side_branch.safetensors").is_file()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(shards):
+    ds = ShardDataset(shards)
+    batch = collate([ds[1], ds[3]], 64)
+    grads = []
+    for ckpt in (False, True):
+        model = build_model(TrainConfig(stage=1, gradient_checkpointing=ckpt), ds.channels)
+        flow_matching_loss(model, batch, torch.Generator().manual_seed(0)).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert model.gradient_checkpointing
+    for n, g in grads[0].items():
+        torch.testing.assert_close(grads[1][n], g, rtol=1e-5, atol=1e-7, msg=n)
