@@ -63,8 +63,8 @@ def _panel(draw, font, box, panel: Panel) -> None:
         cx = left + g * slot + slot / 2 - 4
         draw.text((cx, bottom + 4), str(label), fill=(0, 0, 0), font=font)
     draw.text(((left + right) / 2 - 15, bottom + 20), panel.x_label, fill=(0, 0, 0), font=font)
-    for s, name in enumerate(panel.series):  # legend, top right
-        ly = top + 4 + 16 * s
+    for s, name in enumerate(panel.series):  # legend, top right, above the plot area
+        ly = y0 + 2 + 14 * s
         draw.rectangle([right - 150, ly, right - 140, ly + 10], fill=COLORS[s % len(COLORS)])
         draw.text((right - 135, ly - 2), str(name), fill=(0, 0, 0), font=font)
 
