@@ -87,7 +87,10 @@ def _text_models(cfg: PreprocessConfig, device):
     from transformers import AutoTokenizer, UMT5EncoderModel
 
     root = Path(cfg.model)
-    enc = UMT5EncoderModel.from_pretrained(root / "text_encoder", local_files_only=True)
+    dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    enc = UMT5EncoderModel.from_pretrained(
+        root / "text_encoder", dtype=dtype, local_files_only=True
+    )
     tok = AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
     return enc.to(device).eval(), tok
 
@@ -169,6 +172,16 @@ def preprocess(cfg: PreprocessConfig) -> Path:
     if not cfg.out:
         raise ValueError("`out` (the shard folder) is required")
     dataset = _dataset(cfg)  # validates the source before any model loads
+    if cfg.source != "synthetic" and not cfg.depth_model:
+        root = Path(cfg.depth_dir or cfg.source)
+        clips = sorted({clip.name for clip, _ in dataset.items})
+        missing = [str(root / c / "depth.safetensors") for c in clips]
+        missing = [m for m in missing if not Path(m).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                "no depth for these clips (give `depth_dir` or `depth_model`): "
+                + ", ".join(missing)
+            )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     accelerator = Accelerator(cpu=cfg.device == "cpu")

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from mirage.cli import app
@@ -80,3 +81,41 @@ def test_bad_config_refused():
         PreprocessConfig(out="x", num_frames=20, chunk_frames=9)
     with pytest.raises(ValueError, match="chunk_frames"):
         PreprocessConfig(out="x", num_frames=17, chunk_frames=8)
+
+
+def test_realestate10k_layout_with_depth_and_mask_files(tmp_path):
+    from mirage.data.world import render_world
+
+    size = dict(num_frames=9, height=32, width=32, progress=False)
+    render_world(tmp_path / "clips" / "walk", seed=2, kind="outdoor", num_dynamic=1,
+                 trajectory="pan_left", **size)  # fmt: skip
+    out = tmp_path / "shards"
+    src = str(tmp_path / "clips")
+    preprocess(PreprocessConfig(out=str(out), source=src, chunk_frames=9, threads=1, **size))
+    tensors, meta = load_shard(out / shard_name(0))
+    depth = load_file(str(tmp_path / "clips/walk/depth.safetensors"))["depth"]
+    masks = load_file(str(tmp_path / "clips/walk/masks.safetensors"))
+    aligned = [0, 4, 8]
+    assert torch.equal(tensors["depth"], depth[aligned])
+    assert torch.equal(tensors["exclude"], (masks["dynamic"] | masks["sky"]).bool()[aligned])
+    assert tensors["exclude"].any()
+    assert meta["source"] == {"index": 0, "clip": "walk", "start": 0, "stride": 1}
+    assert tensors["chunk_latents"].shape == (1, 3, 16, 4, 4)
+
+
+def test_realestate10k_without_depth_is_refused(tmp_path, monkeypatch):
+    import mirage.training.preprocess as P
+    from mirage.data.world import render_world
+
+    def no_vae(*a, **k):  # the refusal must come before any model loads
+        raise AssertionError("VAE loaded before the depth files were checked")
+
+    monkeypatch.setattr(P, "load_vae", no_vae)
+
+    render_world(tmp_path / "clips" / "walk", seed=2, num_frames=9, height=32, width=32,
+                 progress=False)  # fmt: skip
+    (tmp_path / "clips/walk/depth.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="depth.safetensors"):
+        preprocess(PreprocessConfig(out=str(tmp_path / "s"), source=str(tmp_path / "clips"),
+                                    num_frames=9, chunk_frames=9, height=32, width=32,
+                                    progress=False))  # fmt: skip
