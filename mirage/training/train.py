@@ -133,6 +133,11 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise ValueError("`data` (shard folder) and `out` (output folder) are required")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ValueError("`tensorboard` logging needs the tensorboard package (pip install)")
     accelerator = Accelerator(
         mixed_precision=_mixed_precision(cfg),
         log_with="tensorboard" if cfg.tensorboard else None,
