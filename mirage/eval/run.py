@@ -81,7 +81,7 @@ def run_eval(job: EvalJob, shard: tuple[int, int] | None = None) -> dict:
 
     `shard` = (rank, world) overrides accelerate's process index and count.
     """
-    from accelerate import PartialState
+    from accelerate import Accelerator
 
     from mirage.eval.machine import describe_machine
     from mirage.eval.protocol import (
@@ -96,7 +96,7 @@ def run_eval(job: EvalJob, shard: tuple[int, int] | None = None) -> dict:
 
     _check(job)
     clips, loop_args = eval_clips(job)
-    state = PartialState()
+    state = Accelerator()  # reads `accelerate launch` / torchrun settings (ACCELERATE_USE_CPU, ...)
     if shard is None:
         shard = (state.process_index, state.num_processes)
     rank, world = shard
