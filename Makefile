@@ -22,8 +22,8 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/mirage demo --out demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check mirage tests benchmarks
-	$(PY) -m ruff format --check mirage tests benchmarks
+	$(PY) -m ruff check mirage tests benchmarks scripts
+	$(PY) -m ruff format --check mirage tests benchmarks scripts
 
 bench: $(STAMP)
 	$(PY) benchmarks/memory_readout.py
