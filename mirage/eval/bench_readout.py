@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -83,6 +84,7 @@ def run_readout_benchmark(quick: bool = False, device: str = "cpu", out_dir: Pat
                 "ms_per_view": round(seconds * 1e3 / v, 3),
                 "bytes_per_point": mem.nbytes // n,
                 "cache_mib": round(mem.nbytes / 2**20, 2),
+                "load_avg_1min": round(os.getloadavg()[0], 2),  # a shared machine: say how busy
             }
         )
     for r in rows:
