@@ -17,3 +17,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def gen():
     """A seeded torch.Generator, so every test draws the same random inputs."""
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A Wan-layout folder (transformer/, vae/, scheduler/) of the tiny random model."""
+    from mirage.models.loading import tiny_components
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    parts = tiny_components(0)
+    parts.transformer.save_pretrained(root / "transformer")
+    parts.vae.save_pretrained(root / "vae")
+    parts.scheduler.save_pretrained(root / "scheduler")
+    return root

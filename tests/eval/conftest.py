@@ -32,16 +32,3 @@ def lpips_weights(tmp_path):
     torch.save(backbone, bpath)
     torch.save(heads, hpath)
     return bpath, hpath, backbone, heads
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    """A Wan-layout folder (transformer/, vae/, scheduler/) of the tiny random model."""
-    from mirage.models.loading import tiny_components
-
-    root = tmp_path_factory.mktemp("tiny-model")
-    parts = tiny_components(0)
-    parts.transformer.save_pretrained(root / "transformer")
-    parts.vae.save_pretrained(root / "vae")
-    parts.scheduler.save_pretrained(root / "scheduler")
-    return root

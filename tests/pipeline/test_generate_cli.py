@@ -9,27 +9,15 @@ from mirage.cli import app
 from mirage.data.re10k import count_frames
 from mirage.memory import LatentSpatialMemory
 
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from mirage.models.loading import tiny_components
-
-    root = tmp_path_factory.mktemp("tiny-model")
-    parts = tiny_components(0)
-    parts.transformer.save_pretrained(root / "transformer")
-    parts.vae.save_pretrained(root / "vae")
-    parts.scheduler.save_pretrained(root / "scheduler")
-    return root
-
-
 ARGS = ["--scene", "1", "--frames", "17", "--chunk-frames", "9", "--steps", "2", "--size", "64x64"]
 
 
-def test_generate_writes_video_frames_memory_and_metadata(model_dir, tmp_path):
+def test_generate_writes_video_frames_memory_and_metadata(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     result = CliRunner().invoke(
         app,
-        ["generate", "--model", str(model_dir), "--out", str(out), "--voxel-size", "0.05", *ARGS],
+        ["generate", "--model", str(tiny_model_dir), "--out", str(out), "--voxel-size", "0.05"]
+        + ARGS,
     )
     assert result.exit_code == 0, result.output
     assert count_frames(out / "video.mp4") == 17
@@ -50,8 +38,8 @@ def test_generate_writes_video_frames_memory_and_metadata(model_dir, tmp_path):
         (["--depth", "/no/such/depth-model"], "depth-model"),
     ],
 )
-def test_generate_refuses_bad_options(model_dir, tmp_path, extra, message):
-    args = ["generate", "--model", str(model_dir), "--out", str(tmp_path / "x"), *ARGS, *extra]
+def test_generate_refuses_bad_options(tiny_model_dir, tmp_path, extra, message):
+    args = ["generate", "--model", str(tiny_model_dir), "--out", str(tmp_path / "x"), *ARGS, *extra]
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0 and message in result.output
     assert not (tmp_path / "x" / "video.mp4").exists()
