@@ -64,8 +64,15 @@ def _time_read(mem: LatentSpatialMemory, cams: Cameras, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run_readout_benchmark(quick: bool = False, device: str = "cpu", out_dir: Path | None = None):
-    """Sweep points x views x grid; print a table and write CSV + machine JSON to `out_dir`."""
+def run_readout_benchmark(
+    quick: bool = False, device: str = "cpu", out_dir: Path | None = None, threads: int = 0
+):
+    """Sweep points x views x grid; print a table and write CSV + machine JSON to `out_dir`.
+
+    `threads` > 0 sets torch's CPU threads (a shared machine: fewer threads, less contention).
+    """
+    if threads > 0:
+        torch.set_num_threads(threads)
     points = (10_000, 100_000) if quick else FULL_POINTS
     views = (1, 9) if quick else FULL_VIEWS
     grids = FULL_GRIDS[:1] if quick else FULL_GRIDS
@@ -93,7 +100,8 @@ def run_readout_benchmark(quick: bool = False, device: str = "cpu", out_dir: Pat
             f"{r['read_ms']:9.2f} ms ({r['ms_per_view']:.2f} ms/view)"
         )
     if out_dir is not None:
-        name = f"memory_readout_{'quick_' if quick else ''}{device.split(':')[0]}.csv"
+        suffix = f"_{threads}thread" if threads > 0 else ""
+        name = f"memory_readout_{'quick_' if quick else ''}{device.split(':')[0]}{suffix}.csv"
         write_rows(rows, Path(out_dir) / name, describe_machine(device))
         print(f"wrote {Path(out_dir) / name}")
     return rows

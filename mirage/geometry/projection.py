@@ -63,14 +63,13 @@ def project(points: torch.Tensor, K: torch.Tensor, w2c: torch.Tensor):
     Points at z <= 0 get non-finite or meaningless uv; callers mask them with z > 0.
     """
     # One [3,4] matrix per view, P = K [R | t]: its third row is the camera z (K's last row is
-    # [0, 0, 1]). All views in one GEMM, [3T,3] @ [3,N] + t, laid out so that u z, v z and z
-    # are contiguous [T,N] slabs (a batched matmul with an inner size of 3 is several times
-    # slower, and strided slices slow every elementwise op after it).
-    T, N = len(K), len(points)
+    # [0, 0, 1]). One [3,3] @ [3,N] GEMM per view: a GEMM over all views at once rounds
+    # differently with the number of views (a view's result must not depend on what is read
+    # with it), and a batched matmul with an inner size of 3 is several times slower.
     P = K @ w2c[:, :3, :]  # [T,3,4]
-    uvz = torch.addmm(P[:, :, 3].reshape(3 * T, 1), P[:, :, :3].reshape(3 * T, 3), points.T)
-    uvz = uvz.view(T, 3, N)
-    z = uvz[:, 2]  # [T,N]
+    pts = points.T
+    uvz = torch.stack([torch.addmm(P[t, :, 3:], P[t, :, :3], pts) for t in range(len(P))])
+    z = uvz[:, 2]  # [T,N], contiguous rows
     return (uvz[:, :2] / z[:, None]).transpose(1, 2), z
 
 
@@ -129,10 +128,23 @@ def _zbuffer(uv: torch.Tensor, z: torch.Tensor, height: int, width: int):
     return index, depth
 
 
+# On CPU, views are z-buffered in passes of at most this many projected points: one pass over
+# millions of points x many views outgrows the caches and runs 2-3x slower per view.
+CPU_POINTS_PER_PASS = 1 << 20
+
+
 def render_index(points: torch.Tensor, K: torch.Tensor, w2c: torch.Tensor, height: int, width: int):
     """Which point each cell of T views sees, and at what depth.
 
     # points [N,3], K [T,3,3] for an H x W grid, w2c [T,4,4] -> index [T,H,W], depth [T,H,W]
     """
-    uv, z = project(points.to(torch.float32), K, w2c)
-    return zbuffer(uv, z, height, width)
+    points = points.to(torch.float32)
+    T, N = len(K), len(points)
+    per_pass = T if points.device.type != "cpu" else max(1, CPU_POINTS_PER_PASS // max(N, 1))
+    passes = [
+        zbuffer(*project(points, K[i : i + per_pass], w2c[i : i + per_pass]), height, width)
+        for i in range(0, T, per_pass)
+    ]
+    if len(passes) == 1:
+        return passes[0]
+    return torch.cat([p[0] for p in passes]), torch.cat([p[1] for p in passes])
