@@ -342,11 +342,12 @@ def bench_readout(
     quick: bool = typer.Option(False, help="A small sweep that finishes in seconds."),
     device: str = typer.Option("cpu", help="Device to time on (cpu, cuda)."),
     out_dir: Path = typer.Option(Path("benchmarks/results"), help="Where the CSV goes."),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
 ):
     """Time LatentSpatialMemory.read against points, views and grid size."""
     from mirage.eval.bench_readout import run_readout_benchmark
 
-    run_readout_benchmark(quick=quick, device=device, out_dir=out_dir)
+    run_readout_benchmark(quick=quick, device=device, out_dir=out_dir, threads=threads)
 
 
 @bench_app.command("memory")
