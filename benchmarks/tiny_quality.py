@@ -25,10 +25,7 @@ def training_scene_seeds(shards: Path) -> set[tuple[str, int]]:
     """(kind, scene seed) of every clip in a shard folder (from the shard headers)."""
     from mirage.data.shards import check_shard_dir
 
-    return {
-        (h["meta"]["source"]["kind"], int(h["meta"]["source"]["scene_seed"]))
-        for h in check_shard_dir(shards)
-    }
+    return {(h["source"]["kind"], int(h["source"]["scene_seed"])) for h in check_shard_dir(shards)}
 
 
 def main(argv=None) -> None:

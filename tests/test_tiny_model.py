@@ -14,9 +14,10 @@ from mirage.training.autoencoder import AutoencoderConfig, lr_at, train_autoenco
 SHIPPED = (DEFAULT_MODEL / "vae").is_dir()
 needs_weights = pytest.mark.skipif(not SHIPPED, reason="shipped weights missing")
 
-# Floors measured on the shipped weights (docs/demo.md), set below the measured values with margin.
-VAE_PSNR_FLOOR = 0.0  # dB, image latents of a held-out frame
-GEN_PSNR_FLOOR = 0.0  # dB, latent memory, 2 chunks, frames 1..16 against ground truth
+# Floors measured on the shipped weights (MODEL_CARD.md), set below the measured values with
+# margin: VAE 20.84 dB; 2 chunks with latent memory 18.91 dB (none: 14.31 dB), noise seed 0.
+VAE_PSNR_FLOOR = 19.0  # dB, image latents of frames 0, 8, 16 of the held-out loop
+GEN_PSNR_FLOOR = 17.0  # dB, latent memory, 2 chunks, frames 1..16 against ground truth
 
 
 # --- the shipped model ------------------------------------------------------------------------

@@ -40,6 +40,8 @@ class AutoencoderConfig:
     width: int = 64  # frame width (a multiple of 16)
     z_dim: int = 16  # latent channels
     base_dim: int = 16  # VAE width (tiny_vae_config default)
+    is_residual: bool = True  # Wan2.2-style pixel-shuffle shortcuts around each resampling:
+    # a near-linear latent-to-pixel path that a short run learns much sooner
     # data
     kind: str = "mixed"  # synthetic scene kind: indoor | outdoor | mixed
     num_dynamic: int = 1  # moving objects per scene
@@ -53,11 +55,12 @@ class AutoencoderConfig:
     singles_per_step: int = 4  # single frames per step
     # objective and optimisation
     kl_weight: float = 1e-6  # weight of the mean KL to N(0, 1) beside the mean L1
+    mse_weight: float = 1.0  # weight of the MSE beside the mean L1 (faster on large errors)
     posterior_noise: float = 0.0  # z = mean + this x std x noise (0: the posterior mean, which
     # inference uses; std 1 at init would drown a short training run in noise)
     max_steps: int = 2000  # optimizer steps
     max_minutes: float | None = None  # stop earlier at this wall time (then stats + export)
-    lr: float = 1e-3  # peak learning rate
+    lr: float = 5e-4  # peak learning rate (2e-3 collapsed to a constant grey image)
     warmup_steps: int = 50  # linear warmup from 0
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     weight_decay: float = 0.0  # AdamW decoupled weight decay
@@ -65,6 +68,7 @@ class AutoencoderConfig:
     # bookkeeping
     seed: int = 0  # weights init, batch draws, posterior noise
     log_every: int = 10  # steps between log lines
+    eval_every: int = 100  # steps between held-out PSNR log lines (4 frames)
     checkpoint_every: int = 50  # steps between checkpoints
     keep_checkpoints: int = 2  # newest checkpoints kept
     stats_clips: int = 24  # training clips encoded for the latent statistics
@@ -128,7 +132,9 @@ def make_tiny_vae(cfg: AutoencoderConfig, seed: int = 0):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return AutoencoderKLWan(**tiny_vae_config(z_dim=cfg.z_dim, base_dim=cfg.base_dim))
+        return AutoencoderKLWan(
+            **tiny_vae_config(z_dim=cfg.z_dim, base_dim=cfg.base_dim, is_residual=cfg.is_residual)
+        )
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -193,14 +199,15 @@ def _decode_unclamped(vae, z: torch.Tensor) -> torch.Tensor:  # [B,C,t,h,w] -> [
     return torch.cat(outs, 2)
 
 
-def _loss(vae, x: torch.Tensor, kl_weight: float, noise: float, gen: torch.Generator):
+def _loss(vae, x: torch.Tensor, cfg: AutoencoderConfig, gen: torch.Generator):
     """Mean L1 of the reconstruction of x [B,3,T,H,W] in [-1,1] from a posterior draw + KL."""
     post = vae.encode(x).latent_dist
-    z = post.mean + noise * post.std * torch.randn(post.mean.shape, generator=gen)
+    z = post.mean + cfg.posterior_noise * post.std * torch.randn(post.mean.shape, generator=gen)
     rec = _decode_unclamped(vae, z)
     l1 = (rec - x).abs().mean()
+    mse = (rec - x).pow(2).mean()
     kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
-    return l1 + kl_weight * kl, l1.detach()
+    return l1 + cfg.mse_weight * mse + cfg.kl_weight * kl, l1.detach()
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -259,7 +266,7 @@ def latent_statistics(vae, frames: torch.Tensor) -> tuple[list[float], list[floa
 
 
 @torch.no_grad()
-def reconstruction_psnr(vae, clips: list[torch.Tensor]) -> dict:
+def reconstruction_psnr(vae, clips: list[torch.Tensor], video: bool = True) -> dict:
     """Mean PSNR (dB) of image-latent and video (causal clip) reconstructions of clips [T,3,H,W]."""
     from mirage.eval.metrics import psnr
     from mirage.models.vae import VideoVAE
@@ -268,8 +275,12 @@ def reconstruction_psnr(vae, clips: list[torch.Tensor]) -> dict:
     img, vid = [], []
     for c in clips:
         img.append(psnr(v.decode_images(v.encode_images(c)), c).mean)
-        vid.append(psnr(v.decode(v.encode_video(c)), c).mean)
-    return {"image_psnr": sum(img) / len(img), "video_psnr": sum(vid) / len(vid)}
+        if video:
+            vid.append(psnr(v.decode(v.encode_video(c)), c).mean)
+    out = {"image_psnr": sum(img) / len(img)}
+    if video:
+        out["video_psnr"] = sum(vid) / len(vid)
+    return out
 
 
 def _render_clips(cfg: AutoencoderConfig, seed: int, n: int) -> list[torch.Tensor]:
@@ -315,6 +326,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
     pool = _ClipPool(cfg, start=step // cfg.refresh_every)
     for _ in tqdm(range(min(cfg.pool_size, 8)), desc="render pool", disable=not cfg.progress):
         pool.refresh()
+    probe = _render_clips(cfg, cfg.eval_seed + 1, 1) if cfg.eval_every else []
     t0 = time.monotonic()
     log = (out / "log.jsonl").open("a")
     bar = tqdm(total=cfg.max_steps, initial=step, desc="vae", disable=not cfg.progress)
@@ -329,7 +341,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
         loss, l1 = 0.0, []
         for x in (clips, singles):
             if x is not None:
-                li, l1i = _loss(vae, x, cfg.kl_weight, cfg.posterior_noise, gen)
+                li, l1i = _loss(vae, x, cfg, gen)
                 loss = loss + li
                 l1.append(float(l1i))  # host sync: once per step, for the log
         loss.backward()
@@ -344,6 +356,12 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(l1=f"{sum(l1) / len(l1):.4f}")
+        if step % cfg.eval_every == 0:
+            vae.eval()
+            score = reconstruction_psnr(vae, [c[:5] for c in probe], video=False)["image_psnr"]
+            vae.train()
+            log.write(json.dumps({"step": step, "heldout_image_psnr": score}) + "\n")
+            log.flush()
         if step % cfg.checkpoint_every == 0:
             _save_checkpoint(out, vae, opt, step, cfg, rng, gen, cfg.keep_checkpoints)
     bar.close()
