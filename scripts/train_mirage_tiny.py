@@ -1,7 +1,9 @@
 """Reproduce mirage-tiny from scratch on a CPU: tiny VAE -> synthetic shards -> stage 0 -> stage 1.
 
-    OMP_NUM_THREADS=1 python scripts/train_mirage_tiny.py --work out/tiny [--vae-minutes 36]
-        [--clips 160] [--stage0-steps 2500] [--stage1-steps 800] [--only vae|shards|train]
+    OMP_NUM_THREADS=1 python scripts/train_mirage_tiny.py --work out/tiny [--clips 1000]
+        [--stage0-steps 1800] [--stage1-steps 500] [--only vae|shards|train]
+
+The defaults are the settings of the shipped weights (mirage/assets/mirage-tiny/mirage.json).
 
 Every step resumes or is skipped when its output exists, so the script can be re-run after an
 interruption. The result is assembled with scripts/assemble_mirage_tiny.py. The data: synthetic
@@ -25,14 +27,14 @@ TRAJECTORIES = (
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="out/tiny")
-    p.add_argument("--vae-minutes", type=float, default=36.0)
-    p.add_argument("--vae-steps", type=int, default=1000)
-    p.add_argument("--clips", type=int, default=160)
+    p.add_argument("--vae-minutes", type=float, default=None, help="wall-clock cap (none)")
+    p.add_argument("--vae-steps", type=int, default=1100)
+    p.add_argument("--clips", type=int, default=1000)
     p.add_argument("--frames", type=int, default=17)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--stage0-steps", type=int, default=2500)
-    p.add_argument("--stage1-steps", type=int, default=800)
+    p.add_argument("--stage0-steps", type=int, default=1800)
+    p.add_argument("--stage1-steps", type=int, default=500)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dim", type=int, default=192, help="transformer width (64 per head)")
     p.add_argument("--layers", type=int, default=6, help="transformer blocks")
@@ -48,8 +50,8 @@ def main(argv=None) -> None:
         train_autoencoder(
             AutoencoderConfig(
                 out=str(work / "vae_run"), height=args.size, width=args.size, base_dim=8,
-                clips_per_step=1, singles_per_step=3, max_steps=args.vae_steps,
-                max_minutes=args.vae_minutes, lr=2e-3, warmup_steps=30, progress=False,
+                clips_per_step=1, singles_per_step=5, max_steps=args.vae_steps,
+                max_minutes=args.vae_minutes, lr=5e-4, warmup_steps=30, progress=False,
             )
         )  # fmt: skip
 
