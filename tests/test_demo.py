@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from mirage.demo import (
-    DEFAULT_MODEL,
     METRIC_KEYS,
     MODES,
     DemoConfig,
@@ -75,7 +74,6 @@ def test_side_by_side_and_sheet_shapes():
     assert sheet.dtype.name == "uint8" and sheet.shape[0] == 2 + 2 * (16 + 2)
 
 
-@pytest.mark.skipif(not (DEFAULT_MODEL / "vae").is_dir(), reason="shipped weights missing")
 def test_demo_quick_cli(tmp_path):
     from typer.testing import CliRunner
 
