@@ -179,3 +179,18 @@ def load_pretrained(
             raise ValueError(message + " (pass strict=False to load anyway)")
         warnings.warn(message, stacklevel=3)
     return model
+
+
+def require_model_type(folder: Path, expected: str, what: str) -> None:
+    """Raise ValueError unless the folder's config.json `model_type` is `expected`."""
+    found = model_type(folder)
+    if found != expected:
+        raise ValueError(
+            f"`model_dir` {str(folder)!r} must hold a {what} model (config.json "
+            f"model_type '{expected}'), got {found!r}"
+        )
+
+
+def check_batch_size(batch_size) -> None:
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")

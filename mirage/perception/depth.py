@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from mirage.geometry import Cameras
 from mirage.perception.base import (
     DepthProvider,
+    check_batch_size,
     check_frames,
     check_model_folder,
     image_processor_config,
@@ -34,6 +35,7 @@ from mirage.perception.base import (
     model_type,
     quiet_transformers,
     read_json,
+    require_model_type,
 )
 from mirage.perception.ground_truth import GroundTruthDepth
 
@@ -106,13 +108,8 @@ class DepthAnythingV2Depth:
         strict: bool = True,
     ):
         folder = check_model_folder(model_dir, "DepthAnything")
-        if model_type(folder) != "depth_anything":
-            raise ValueError(
-                f"`model_dir` {str(folder)!r} must hold a DepthAnything model (config.json "
-                f"model_type 'depth_anything'), got {model_type(folder)!r}"
-            )
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+        require_model_type(folder, "depth_anything", "DepthAnything")
+        check_batch_size(batch_size)
         if not 0.0 <= sky_ratio < 1.0:
             raise ValueError(f"`sky_ratio` must be in [0, 1), got {sky_ratio}")
         self.preprocessor = image_processor_config(folder)
@@ -187,13 +184,8 @@ class DepthProDepth:
         strict: bool = True,
     ):
         folder = check_model_folder(model_dir, "DepthPro")
-        if model_type(folder) != "depth_pro":
-            raise ValueError(
-                f"`model_dir` {str(folder)!r} must hold a DepthPro model (config.json "
-                f"model_type 'depth_pro'), got {model_type(folder)!r}"
-            )
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+        require_model_type(folder, "depth_pro", "DepthPro")
+        check_batch_size(batch_size)
         config = read_json(folder / "config.json")
         if not use_camera_focal and not config.get("use_fov_model", False):
             raise ValueError(

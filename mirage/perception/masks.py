@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from mirage.geometry import Cameras
 from mirage.perception.base import (
     MaskProvider,
+    check_batch_size,
     check_frames,
     check_model_folder,
     image_processor_config,
@@ -82,8 +83,7 @@ class Sam3Masks:
         for name, value in (("threshold", threshold), ("mask_threshold", mask_threshold)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1), got {value}")
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+        check_batch_size(batch_size)
         folder = check_model_folder(model_dir, "SAM3", extra=_TOKENIZER_FILES)
         if model_type(folder) not in _SAM3_TYPES:
             raise ValueError(
