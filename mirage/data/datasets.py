@@ -168,12 +168,15 @@ class Re10kClipDataset(Dataset):
         )
         span = (self.num_frames - 1) * self.stride + 1
         self.items, self.skipped = [], []
+        self._clips = {}  # clip -> (frames source, timestamps [N], Cameras at height x width)
         for clip in sorted(p for p in self.root.iterdir() if (p / "cameras.txt").is_file()):
             source = self._source(clip)
-            stamps, _ = read_re10k_cameras(clip / "cameras.txt", 1, 1)
+            stamps, cams = read_re10k_cameras(clip / "cameras.txt", self.height, self.width)
             n = min(len(stamps), count_frames(source))
             if n < span:
                 self.skipped.append(clip.name)
+                continue
+            self._clips[clip] = (source, stamps, cams)
             for start in range(0, n - span + 1, span):
                 self.items.append((clip, start))
         if not self.items:
@@ -196,8 +199,8 @@ class Re10kClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         clip, start = self.items[index]
         idx = list(range(start, start + (self.num_frames - 1) * self.stride + 1, self.stride))
-        stamps, cams = read_re10k_cameras(clip / "cameras.txt", self.height, self.width)
-        frames = load_frames(self._source(clip), self.height, self.width, indices=idx)
+        source, stamps, cams = self._clips[clip]  # parsed once in __init__
+        frames = load_frames(source, self.height, self.width, indices=idx)
         sel = torch.tensor(idx)
         return {
             "frames": frames,
