@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 
 from mirage.geometry import Cameras
 
@@ -194,3 +195,31 @@ def require_model_type(folder: Path, expected: str, what: str) -> None:
 def check_batch_size(batch_size) -> None:
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+
+
+# --- pre-processing in torch, shared by the providers --------------------------------------
+
+
+def normalize_pixels(x: torch.Tensor, preprocessor: dict) -> torch.Tensor:  # [B,3,H,W] in [0,1]
+    """Subtract `image_mean`, divide by `image_std` (when the processor has `do_normalize`)."""
+    if not preprocessor.get("do_normalize", True):
+        return x
+    mean = torch.tensor(preprocessor.get("image_mean", [0.5] * 3), dtype=x.dtype, device=x.device)
+    std = torch.tensor(preprocessor.get("image_std", [0.5] * 3), dtype=x.dtype, device=x.device)
+    return (x - mean[:, None, None]) / std[:, None, None]
+
+
+def resize_frames(
+    x: torch.Tensor, size: tuple[int, int], mode: str, antialias: bool
+) -> torch.Tensor:  # [B,C,H,W] -> [B,C,*size]
+    """`F.interpolate` to `size` (a no-op when already that size), as the image processors do."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    kw = {} if mode == "nearest" else {"align_corners": False, "antialias": antialias}
+    return F.interpolate(x, size=size, mode=mode, **kw)
+
+
+def frame_batches(T: int, batch_size: int):
+    """Slices of `batch_size` consecutive frames covering range(T)."""
+    for start in range(0, T, batch_size):
+        yield slice(start, min(start + batch_size, T))

@@ -22,7 +22,6 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from mirage.geometry import Cameras
 from mirage.perception.base import (
@@ -30,12 +29,15 @@ from mirage.perception.base import (
     check_batch_size,
     check_frames,
     check_model_folder,
+    frame_batches,
     image_processor_config,
     load_pretrained,
     model_type,
+    normalize_pixels,
     quiet_transformers,
     read_json,
     require_model_type,
+    resize_frames,
 )
 from mirage.perception.ground_truth import GroundTruthDepth
 
@@ -63,26 +65,6 @@ def dpt_input_size(height: int, width: int, preprocessor: dict) -> tuple[int, in
         _constrain_to_multiple(scale_h * height, multiple),
         _constrain_to_multiple(scale_w * width, multiple),
     )
-
-
-def _normalize(x: torch.Tensor, preprocessor: dict) -> torch.Tensor:  # [B,3,H,W] in [0,1]
-    if not preprocessor.get("do_normalize", True):
-        return x
-    mean = torch.tensor(preprocessor.get("image_mean", [0.5] * 3), dtype=x.dtype, device=x.device)
-    std = torch.tensor(preprocessor.get("image_std", [0.5] * 3), dtype=x.dtype, device=x.device)
-    return (x - mean[:, None, None]) / std[:, None, None]
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: bool) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    kw = {} if mode == "nearest" else {"align_corners": False, "antialias": antialias}
-    return F.interpolate(x, size=size, mode=mode, **kw)
-
-
-def _batches(T: int, batch_size: int):
-    for start in range(0, T, batch_size):
-        yield slice(start, min(start + batch_size, T))
 
 
 class DepthAnythingV2Depth:
@@ -134,8 +116,8 @@ class DepthAnythingV2Depth:
         x = frames.to(self.device, torch.float32)
         if self.preprocessor.get("do_resize", True):
             mode = _RESAMPLE.get(int(self.preprocessor.get("resample", 3)), "bicubic")
-            x = _resize(x, size, mode, antialias=True).clamp(0.0, 1.0)  # PIL clips to [0,1]
-        return _normalize(x, self.preprocessor).to(self.dtype)
+            x = resize_frames(x, size, mode, antialias=True).clamp(0.0, 1.0)  # PIL clips to [0,1]
+        return normalize_pixels(x, self.preprocessor).to(self.dtype)
 
     @torch.inference_mode()
     def __call__(
@@ -144,9 +126,9 @@ class DepthAnythingV2Depth:
         check_frames(frames, cameras, frame_indices)
         T, _, H, W = frames.shape
         out = torch.empty(T, H, W, dtype=torch.float32, device=frames.device)
-        for b in _batches(T, self.batch_size):
+        for b in frame_batches(T, self.batch_size):
             pred = self.model(pixel_values=self.pixel_values(frames[b])).predicted_depth
-            pred = _resize(pred[:, None].float(), (H, W), "bilinear", antialias=False)[:, 0]
+            pred = resize_frames(pred[:, None].float(), (H, W), "bilinear", antialias=False)[:, 0]
             pred = pred.clamp(min=0.0)
             if self.metric:  # metres; 0 where the head predicts nothing
                 depth = pred
@@ -213,10 +195,10 @@ class DepthProDepth:
     def pixel_values(self, frames: torch.Tensor) -> torch.Tensor:
         """The model input for frames [T,3,H,W] in [0,1]: normalise, then resize (bilinear)."""
         size = self.preprocessor.get("size", {"height": 1536, "width": 1536})
-        x = _normalize(frames.to(self.device, torch.float32), self.preprocessor)
+        x = normalize_pixels(frames.to(self.device, torch.float32), self.preprocessor)
         if self.preprocessor.get("do_resize", True):
             mode = _RESAMPLE.get(int(self.preprocessor.get("resample", 2)), "bilinear")
-            x = _resize(x, (int(size["height"]), int(size["width"])), mode, antialias=False)
+            x = resize_frames(x, (int(size["height"]), int(size["width"])), mode, antialias=False)
         return x.to(self.dtype)
 
     @torch.inference_mode()
@@ -227,7 +209,7 @@ class DepthProDepth:
         T, _, H, W = frames.shape
         fx_all = cameras.K[:, 0, 0].to(self.device, torch.float32)  # [T] pixels of the W-wide frame
         out = torch.empty(T, H, W, dtype=torch.float32, device=frames.device)
-        for b in _batches(T, self.batch_size):
+        for b in frame_batches(T, self.batch_size):
             outputs = self.model(pixel_values=self.pixel_values(frames[b]))
             inv = outputs.predicted_depth[:, None].float()  # [B,1,h',w'] canonical inverse depth
             if self.use_camera_focal:
@@ -236,7 +218,7 @@ class DepthProDepth:
                 fov = outputs.field_of_view.float().reshape(-1).clamp(1.0, 179.0)  # degrees
                 fx = 0.5 * W / torch.tan(0.5 * fov * (math.pi / 180.0))
             inv = inv * (W / fx)[:, None, None, None]  # metric inverse depth
-            inv = _resize(inv, (H, W), "bilinear", antialias=False)[:, 0]
+            inv = resize_frames(inv, (H, W), "bilinear", antialias=False)[:, 0]
             far = inv <= _MIN_INV_DEPTH  # beyond DepthPro's 10 km cap: sky, no depth
             depth = 1.0 / inv.clamp(_MIN_INV_DEPTH, _MAX_INV_DEPTH)
             out[b] = torch.where(far, torch.inf, depth).to(frames.device)

@@ -22,10 +22,13 @@ from mirage.perception.base import (
     check_batch_size,
     check_frames,
     check_model_folder,
+    frame_batches,
     image_processor_config,
     load_pretrained,
     model_type,
+    normalize_pixels,
     quiet_transformers,
+    resize_frames,
 )
 from mirage.perception.ground_truth import GroundTruthMasks, NoMasks
 
@@ -112,19 +115,11 @@ class Sam3Masks:
 
     def pixel_values(self, frames: torch.Tensor) -> torch.Tensor:
         """The model input for frames [T,3,H,W] in [0,1]: bilinear resize, then normalise."""
-        pre = self.preprocessor
-        size = pre.get("size", {"height": 1008, "width": 1008})
+        size = self.preprocessor.get("size", {"height": 1008, "width": 1008})
         x = frames.to(self.device, torch.float32)
-        if pre.get("do_resize", True):
-            x = F.interpolate(
-                x, (int(size["height"]), int(size["width"])), mode="bilinear",
-                align_corners=False, antialias=True,
-            )  # fmt: skip
-        if pre.get("do_normalize", True):
-            mean = torch.tensor(pre.get("image_mean", [0.5] * 3), device=x.device)
-            std = torch.tensor(pre.get("image_std", [0.5] * 3), device=x.device)
-            x = (x - mean[:, None, None]) / std[:, None, None]
-        return x.to(self.dtype)
+        if self.preprocessor.get("do_resize", True):
+            x = resize_frames(x, (int(size["height"]), int(size["width"])), "bilinear", True)
+        return normalize_pixels(x, self.preprocessor).to(self.dtype)
 
     def instance_masks(self, outputs, size: tuple[int, int]) -> torch.Tensor:
         """Union of the kept instances of one prompt -> [B,H,W] bool (post-processing)."""
@@ -146,8 +141,7 @@ class Sam3Masks:
         check_frames(frames, cameras, frame_indices)
         T, _, H, W = frames.shape
         out = torch.zeros(T, H, W, dtype=torch.bool, device=frames.device)
-        for start in range(0, T, self.batch_size):
-            b = slice(start, min(start + self.batch_size, T))
+        for b in frame_batches(T, self.batch_size):
             vision = self.model.get_vision_features(pixel_values=self.pixel_values(frames[b]))
             B = b.stop - b.start
             for p in range(len(self.prompts)):
