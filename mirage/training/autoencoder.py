@@ -22,7 +22,6 @@ interrupted run resumes from the last complete one (`resume=True`).
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
@@ -31,6 +30,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from mirage.atomic import atomic_path
+from mirage.training.config import lr_at
 
 
 @dataclass(frozen=True)
@@ -113,15 +115,7 @@ class AutoencoderConfig:
         if self.data_seed == self.eval_seed:
             raise ValueError("`eval_seed` must differ from `data_seed` (held-out clips)")
 
-
-def lr_at(step: int, cfg: AutoencoderConfig) -> float:
-    """Learning rate of `step`: linear warmup to `lr`, then cosine to `min_lr_ratio * lr`."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.max_steps - cfg.warmup_steps)
-    p = min(1.0, (step - cfg.warmup_steps) / span)
-    floor = cfg.min_lr_ratio * cfg.lr
-    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * p))
+    schedule = "cosine"  # for `lr_at` (not a field): warmup, then cosine to min_lr_ratio * lr
 
 
 def make_tiny_vae(cfg: AutoencoderConfig, seed: int = 0):
@@ -213,6 +207,11 @@ def _loss(vae, x: torch.Tensor, cfg: AutoencoderConfig, gen: torch.Generator):
 # --- checkpoints ------------------------------------------------------------------------------
 
 
+def _write_json(path: Path, obj) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+
+
 def _checkpoints(out: Path) -> list[Path]:
     root = out / "checkpoints"
     return sorted(root.glob("step_*")) if root.is_dir() else []
@@ -229,7 +228,7 @@ def _save_checkpoint(out: Path, vae, opt, step: int, cfg, rng: random.Random, ge
     torch.save(opt.state_dict(), tmp / "optimizer.pt")
     torch.save({"torch": torch.get_rng_state(), "gen": gen.get_state()}, tmp / "rng.pt")
     state = {"step": step, "config": asdict(cfg), "python_rng": repr(rng.getstate())}
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    _write_json(tmp / "state.json", state)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in _checkpoints(out)[:-keep]:
@@ -370,7 +369,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
     path = export_vae(vae, cfg, out / "vae")
     scores = reconstruction_psnr(vae, _render_clips(cfg, cfg.eval_seed, cfg.eval_clips))
     scores.update(steps=step, config=asdict(cfg))
-    (out / "eval.json").write_text(json.dumps(scores, indent=2))
+    _write_json(out / "eval.json", scores)
     log.close()
     return path
 

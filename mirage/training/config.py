@@ -99,7 +99,11 @@ class TrainConfig:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate of optimizer step `step` (0-based): linear warmup, then constant/cosine."""
+    """Learning rate of optimizer step `step` (0-based): linear warmup, then constant/cosine.
+
+    `cfg` is any config with lr, warmup_steps, max_steps, min_lr_ratio and schedule
+    (TrainConfig, AutoencoderConfig).
+    """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
