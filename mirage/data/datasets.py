@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from mirage.data.re10k import count_frames, load_frames, read_re10k_cameras
+from mirage.data.re10k import check_image_size, count_frames, load_frames, read_re10k_cameras
 from mirage.data.trajectories import PRESETS, make_trajectory
 from mirage.geometry import Cameras
 from mirage.synthetic import look_at, make_scene
@@ -21,11 +21,12 @@ CLIP_KINDS = ("indoor", "outdoor", "mixed")
 MAX_TRIES = 8  # draws of a preset before falling back to a random walk
 
 
-def _check_size(num_frames, height, width):
-    if int(num_frames) != num_frames or num_frames < 1:
-        raise ValueError(f"`num_frames` must be a positive integer, got {num_frames!r}")
-    if int(height) != height or int(width) != width or height <= 0 or width <= 0:
-        raise ValueError(f"`height` and `width` must be positive integers, got {height}x{width}")
+def check_clip_size(num_frames, height, width, min_frames: int = 1) -> None:
+    """Raise ValueError unless `num_frames` is an integer >= `min_frames` and `height`,
+    `width` are positive integers (the size arguments every clip dataset takes)."""
+    if int(num_frames) != num_frames or num_frames < min_frames:
+        raise ValueError(f"`num_frames` must be an integer >= {min_frames}, got {num_frames!r}")
+    check_image_size(height, width)
 
 
 def _preset_kwargs(rng: random.Random, preset: str, scene) -> dict:
@@ -79,7 +80,7 @@ class SyntheticClipDataset(Dataset):
         trajectories=PRESETS,
         fov_deg: float = 60.0,
     ):
-        _check_size(num_frames, height, width)
+        check_clip_size(num_frames, height, width)
         if int(num_clips) != num_clips or num_clips < 1:
             raise ValueError(f"`num_clips` must be a positive integer, got {num_clips!r}")
         if kind not in CLIP_KINDS:
@@ -154,7 +155,7 @@ class Re10kClipDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, num_frames: int, height: int, width: int, stride: int = 1):
-        _check_size(num_frames, height, width)
+        check_clip_size(num_frames, height, width)
         if int(stride) != stride or stride < 1:
             raise ValueError(f"`stride` must be a positive integer, got {stride!r}")
         self.root = Path(root)

@@ -24,6 +24,12 @@ NUM_COLUMNS = 19
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+def check_image_size(height, width) -> None:
+    """Raise ValueError unless `height` and `width` are positive integers."""
+    if int(height) != height or int(width) != width or height <= 0 or width <= 0:
+        raise ValueError(f"`height` and `width` must be positive integers, got {height}x{width}")
+
+
 def read_re10k_cameras(path: str | Path, height: int, width: int):
     """Read a RealEstate10K camera file for images of size `height x width`.
 
@@ -33,8 +39,7 @@ def read_re10k_cameras(path: str | Path, height: int, width: int):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"camera file {path} does not exist")
-    if int(height) != height or int(width) != width or height <= 0 or width <= 0:
-        raise ValueError(f"`height` and `width` must be positive integers, got {height}x{width}")
+    check_image_size(height, width)
     lines = path.read_text().splitlines()
     if not lines:
         raise ValueError(f"{path}: empty file (line 1 must be the video URL)")
@@ -168,8 +173,7 @@ def load_frames(source: str | Path, height: int, width: int, indices=None) -> to
     import imageio.v3 as iio
 
     source = Path(source)
-    if int(height) != height or int(width) != width or height <= 0 or width <= 0:
-        raise ValueError(f"`height` and `width` must be positive integers, got {height}x{width}")
+    check_image_size(height, width)
     want = None if indices is None else [int(i) for i in indices]
     if source.is_dir():
         files = _image_files(source)
