@@ -36,10 +36,16 @@ def _dinov2(**kw) -> dict:
     )  # fmt: skip
 
 
-def _save_json(path, data) -> None:
+def _save_preprocessor(folder, processor_type: str, side: int, **settings) -> None:
+    """preprocessor_config.json: resize to side x side, rescale, normalise (mean = std = 0.5)."""
     import json
 
-    path.write_text(json.dumps(data))
+    data = {
+        "image_processor_type": processor_type, "do_resize": True,
+        "size": {"height": side, "width": side}, "resample": 2, "do_rescale": True,
+        "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3, **settings,
+    }  # fmt: skip
+    (folder / "preprocessor_config.json").write_text(json.dumps(data))
 
 
 def _depth_anything(folder, depth_estimation_type: str):
@@ -64,16 +70,10 @@ def _depth_anything(folder, depth_estimation_type: str):
         model.head.conv3.weight.normal_(0.0, 0.1)
         model.head.conv3.bias.fill_(1.0)
     model.save_pretrained(folder)
-    _save_json(
-        folder / "preprocessor_config.json",
-        {
-            "image_processor_type": "DPTImageProcessor", "do_resize": True,
-            "size": {"height": 42, "width": 42}, "keep_aspect_ratio": True,
-            "ensure_multiple_of": 14, "resample": 3, "do_rescale": True,
-            "rescale_factor": 1 / 255, "do_normalize": True,
-            "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
-            "do_pad": False,
-        },
+    _save_preprocessor(
+        folder, "DPTImageProcessor", 42, keep_aspect_ratio=True, ensure_multiple_of=14,
+        resample=3, rescale_factor=1 / 255, image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225], do_pad=False,
     )  # fmt: skip
     return folder
 
@@ -109,14 +109,7 @@ def tiny_depth_pro(tmp_path_factory):
         model.fov_model.head.layers[-1].weight.normal_(0.0, 0.05)  # field of view near 60 deg
         model.fov_model.head.layers[-1].bias.fill_(60.0)
     model.save_pretrained(folder)
-    _save_json(
-        folder / "preprocessor_config.json",
-        {
-            "image_processor_type": "DepthProImageProcessor", "do_resize": True,
-            "size": {"height": 32, "width": 32}, "resample": 2, "do_rescale": True,
-            "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
-        },
-    )  # fmt: skip
+    _save_preprocessor(folder, "DepthProImageProcessor", 32)
     return folder
 
 
@@ -155,12 +148,5 @@ def tiny_sam3(tmp_path_factory):
     )  # fmt: skip
     torch.manual_seed(0)
     Sam3Model(config).save_pretrained(folder)
-    _save_json(
-        folder / "preprocessor_config.json",
-        {
-            "image_processor_type": "Sam3ImageProcessor", "do_resize": True,
-            "size": {"height": 56, "width": 56}, "resample": 2, "do_rescale": True,
-            "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
-        },
-    )  # fmt: skip
+    _save_preprocessor(folder, "Sam3ImageProcessor", 56)
     return folder
