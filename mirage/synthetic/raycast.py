@@ -411,6 +411,7 @@ def render(
         )
     tab = _tables(scene)
     cameras = cameras.to("cpu")
+    w2c = cameras.w2c  # [T,4,4], inverted once for all frames
     centres = scene.dynamic_positions(times).to(torch.float32)  # [D,T,3]
     uv = pixel_centers(H, W).reshape(-1, 2)  # [N,2]
     N = H * W
@@ -429,7 +430,7 @@ def render(
         x = (uv[:, 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
         d_all = torch.stack([x, y, torch.ones_like(x)], 1) @ c2w[:3, :3].T  # [N,3], cam z = 1
         o = c2w[:3, 3]
-        t, pid = _intersect(scene, tab, fr, o, d_all.view(H, W, 3), K, cameras.w2c[ti])
+        t, pid = _intersect(scene, tab, fr, o, d_all.view(H, W, 3), K, w2c[ti])
         t, pid = t.reshape(N), pid.reshape(N)
         hit = (pid >= 0).nonzero()[:, 0]
         if len(hit) == N:  # no sky: skip the scatter
