@@ -28,14 +28,13 @@ world frame and flips the camera's y and z axes: c2w_cv = c2w_blender @ diag(1, 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from mirage.data.video import write_png, write_video
 from mirage.geometry import Cameras
 
 WORLDSCORE_FOCAL = 500.0  # pixels, the default `focal_length` of camera_data.json
@@ -190,19 +189,6 @@ def read_worldscore_instance(
     )
 
 
-def _atomic_png(path: Path, image) -> None:  # image: [H,W,3] uint8 numpy
-    import imageio.v3 as iio
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        iio.imwrite(tmp, image, extension=".png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_worldscore_frames(
     out_dir: str | Path,
     frames: torch.Tensor,
@@ -246,22 +232,10 @@ def write_worldscore_frames(
     frames_dir.mkdir(exist_ok=True)
     for old in list(frames_dir.glob("*.png")) + list(frames_dir.glob("*.jpg")):
         old.unlink()
-    images = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    images = images.permute(0, 2, 3, 1).cpu().numpy()  # [T,H,W,3]
-    digits = max(3, len(str(len(images) - 1)))
-    paths = []
-    for i, image in enumerate(images):
-        path = frames_dir / f"{i:0{digits}d}.png"
-        _atomic_png(path, image)
-        paths.append(path)
+    digits = max(3, len(str(len(frames) - 1)))
+    paths = [frames_dir / f"{i:0{digits}d}.png" for i in range(len(frames))]
+    for path, frame in zip(paths, frames, strict=True):
+        write_png(path, frame)
     if video:
-        import imageio.v2 as iio2
-
-        (out / "videos").mkdir(exist_ok=True)
-        final = out / "videos" / "output.mp4"
-        tmp = final.with_name(".output.tmp.mp4")
-        with iio2.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=1) as writer:
-            for image in images:
-                writer.append_data(image)
-        os.replace(tmp, final)
+        write_video(out / "videos" / "output.mp4", frames, fps=fps)
     return paths
