@@ -80,3 +80,16 @@ def test_re10k_folder_dataset_windows_frames_and_cameras(tmp_path):
     assert ds[1]["frames"].shape == (3, 3, 12, 16)
     with pytest.raises(FileNotFoundError):
         Re10kClipDataset(tmp_path / "none", 3, 12, 16)
+
+
+def test_check_clip_size_names_the_bad_argument():
+    from mirage.data.datasets import check_clip_size
+
+    check_clip_size(2, 4, 6, min_frames=2)  # at the bounds: fine
+    with pytest.raises(ValueError, match=r"`num_frames` must be an integer >= 2, got 1"):
+        check_clip_size(1, 4, 6, min_frames=2)
+    with pytest.raises(ValueError, match="`num_frames`"):
+        check_clip_size(2.5, 4, 6)
+    for h, w in ((0, 6), (4, -1), (4.5, 6)):
+        with pytest.raises(ValueError, match="`height` and `width`"):
+            check_clip_size(3, h, w)
