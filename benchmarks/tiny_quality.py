@@ -62,15 +62,17 @@ def main(argv=None) -> None:
             raise SystemExit(f"scenes {shared} appear in the training shards")
         print(f"checked: none of the {len(scenes)} scenes is among {len(seen)} training scenes")
 
-    first = make_scene(*scenes[0])
-    pipe = build_pipeline(model, depth="gt", masks="none", scene=first)
+    pipe = None
     rows, t0 = [], time.perf_counter()
     for seed, kind in scenes:
         scene = make_scene(seed, kind)
-        pipe.depth = GroundTruthDepth(scene)
+        if pipe is None:
+            pipe = build_pipeline(model, depth="gt", masks="none", scene=scene)
+        else:
+            pipe.depth = GroundTruthDepth(scene)
         cams = loop_cameras(scene, 64, 64, args.frames, "pan_right", 50.0)
         gt = scene.render(cams).rgb
-        runs = run_loop(pipe, scene, cams, gt, args.steps, 9, seed=0, progress=False)
+        runs = run_loop(pipe, cams, gt, args.steps, 9, seed=0, progress=False)
         for mode in MODES:
             m = runs[mode]["metrics"]
             rows.append({
@@ -88,12 +90,8 @@ def main(argv=None) -> None:
         mode: {k: sum(r[k] for r in rows if r["memory"] == mode) / len(scenes) for k in keys}
         for mode in MODES
     }
-    wins = sum(
-        1
-        for seed, _ in scenes
-        if next(r for r in rows if r["scene"] == seed and r["memory"] == "latent")["psnr"]
-        > next(r for r in rows if r["scene"] == seed and r["memory"] == "none")["psnr"]
-    )
+    psnr = {(r["scene"], r["memory"]): r["psnr"] for r in rows}
+    wins = sum(psnr[seed, "latent"] > psnr[seed, "none"] for seed, _ in scenes)
     summary = {
         "command": "python benchmarks/tiny_quality.py " + " ".join(argv or []),
         "model": str(model),

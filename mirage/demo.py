@@ -81,7 +81,7 @@ class DemoConfig:
             )
         if self.scene_kind not in ("indoor", "outdoor"):
             raise ValueError(f"`scene_kind` must be indoor | outdoor, got {self.scene_kind!r}")
-        plan_chunks(self.num_frames, self.chunk_frames)  # raises with the nearest valid lengths
+        # plan_chunks raises with the nearest valid lengths
         if len(plan_chunks(self.num_frames, self.chunk_frames)) < 2:
             raise ValueError(f"`frames` must make at least 2 chunks, got {self.num_frames}")
         if self.upscale < 1:
@@ -133,9 +133,11 @@ def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
     }
 
 
-def run_loop(pipe, scene, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, seed: int,
+def run_loop(pipe, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, seed: int,
              modes=MODES, progress: bool = True) -> dict:  # fmt: skip
-    """Generate the loop with each memory mode; returns mode -> dict(frames, metrics)."""
+    """Generate the loop with each memory mode; returns mode -> dict(frames, metrics).
+
+    `pipe` already holds the scene's depth provider; gt [N,3,H,W] are its rendered frames."""
     from mirage.pipeline import GenerationConfig
     from mirage.pipeline.world_model import STAGES
 
@@ -238,7 +240,6 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     """Run the demo of `cfg` and write its files into `cfg.out`."""
     from mirage.data.video import write_video
     from mirage.eval.machine import describe_machine
-    from mirage.eval.plans import closed_loop_plan
     from mirage.eval.report import write_json, write_png
     from mirage.models.loading import check_model_dir
     from mirage.pipeline.loading import build_pipeline
@@ -262,7 +263,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     seconds["load_model"] = time.perf_counter() - t0
 
     runs = run_loop(
-        pipe, scene, cameras, gt, cfg.num_steps, cfg.chunk_frames, cfg.seed,
+        pipe, cameras, gt, cfg.num_steps, cfg.chunk_frames, cfg.seed,
         progress=cfg.progress,
     )  # fmt: skip
     for mode in MODES:
@@ -275,7 +276,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     write_video(paths["side_by_side"], side_by_side(panels, cfg.upscale), fps=cfg.fps)
     for name, frames in (("gt", gt), *((m, runs[m]["frames"]) for m in MODES)):
         write_video(out / "videos" / f"{name}.mp4", frames, fps=cfg.fps)
-    ret = [j for j, _ in closed_loop_plan(cfg.num_frames).pairs]
+    ret = [j for j, _ in runs[MODES[0]]["metrics"]["closed_loop_pairs"]]
     pick = sorted({ret[round(i * (len(ret) - 1) / 7)] for i in range(8)})
     rows = {"GT": gt, **{m: runs[m]["frames"] for m in MODES}}
     write_png(paths["return_frames"], return_sheet(rows, pick))

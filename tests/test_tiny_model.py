@@ -59,8 +59,8 @@ def test_shipped_vae_reconstructs_heldout_frames(heldout):
 
 
 def test_two_chunks_beat_floor_and_latent_beats_none(heldout):
-    scene, cams, gt, pipe = heldout
-    runs = run_loop(pipe, scene, cams, gt, steps=4, chunk_frames=9, seed=0,
+    _, cams, gt, pipe = heldout
+    runs = run_loop(pipe, cams, gt, steps=4, chunk_frames=9, seed=0,
                     modes=("latent", "none"), progress=False)  # fmt: skip
     lat, none = runs["latent"]["metrics"], runs["none"]["metrics"]
     assert lat["psnr_mean"] > GEN_PSNR_FLOOR
