@@ -167,11 +167,7 @@ def _check_frames(num_frames):
 def _along(c2w0: torch.Tensor, cam_dir, distance: float, n: int) -> torch.Tensor:
     """Translate along a camera-frame direction, linearly from 0 to `distance`."""
     direction = c2w0[:3, :3] @ torch.tensor(cam_dir, dtype=torch.float64)
-    s = (
-        torch.linspace(0, 1, n, dtype=torch.float64)
-        if n > 1
-        else torch.zeros(1, dtype=torch.float64)
-    )
+    s = torch.linspace(0, 1, n, dtype=torch.float64)  # [n]; [0.] for n = 1
     out = c2w0.expand(n, 4, 4).clone()
     out[:, :3, 3] = c2w0[:3, 3] + s[:, None] * distance * direction
     return out
@@ -179,11 +175,7 @@ def _along(c2w0: torch.Tensor, cam_dir, distance: float, n: int) -> torch.Tensor
 
 def _yaw(c2w0: torch.Tensor, degrees: float, n: int) -> torch.Tensor:
     """Rotate in place about the camera's own vertical axis; positive degrees turn right."""
-    s = (
-        torch.linspace(0, 1, n, dtype=torch.float64)
-        if n > 1
-        else torch.zeros(1, dtype=torch.float64)
-    )
+    s = torch.linspace(0, 1, n, dtype=torch.float64)  # [n]; [0.] for n = 1
     R = axis_angle_to_matrix(torch.tensor([0.0, 1.0, 0.0]).expand(n, 3), s * math.radians(degrees))
     out = c2w0.expand(n, 4, 4).clone()
     out[:, :3, :3] = c2w0[:3, :3] @ R  # rotation about camera y: z turns towards +x (right)
@@ -196,11 +188,7 @@ def _orbit(c2w0, n, radius: float, degrees: float, up=None) -> torch.Tensor:
     target = c0 + radius * R0[:, 2]
     up = -R0[:, 1] if up is None else torch.as_tensor(up, dtype=torch.float64)
     up = up / up.norm()
-    s = (
-        torch.linspace(0, 1, n, dtype=torch.float64)
-        if n > 1
-        else torch.zeros(1, dtype=torch.float64)
-    )
+    s = torch.linspace(0, 1, n, dtype=torch.float64)  # [n]; [0.] for n = 1
     # rotating about -up by +angle moves the camera to its right (a right-handed turn about down)
     Rw = axis_angle_to_matrix((-up).expand(n, 3), s * math.radians(degrees))  # [n,3,3] world
     out = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
