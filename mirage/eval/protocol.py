@@ -157,6 +157,38 @@ def _check_shard(shard) -> tuple[int, int]:
     return rank, world
 
 
+def _evaluate(
+    stem: str,
+    score_clip: Callable,
+    clips: Sequence,
+    out_dir,
+    protocol: dict,
+    lpips_backbone,
+    lpips_heads,
+    sheet_frames: int,
+    shard,
+    before_clip: Callable | None,
+) -> dict:
+    """The per-clip loop both protocols share: shard, check, score, sheet, then `_finish`.
+
+    `score_clip(scorer, name, frames, cameras)` returns (row, sheet rows [N,3,H,W] each).
+    """
+    shard = _check_shard(shard)
+    scorer = _Scorer(lpips_backbone, lpips_heads)
+    rows = []
+    for i, clip in _shard_clips(clips, shard):
+        if before_clip is not None:
+            before_clip(clip)
+        name, frames, cameras = _check_clip(clip, i)
+        row, sheet_rows = score_clip(scorer, name, frames, cameras)
+        rows.append({"index": i, "clip": name, **row})
+        if out_dir is not None and sheet_frames > 0:
+            path = Path(out_dir) / "sheets" / f"{stem}_{name}.png"
+            write_png(path, contact_sheet(sheet_rows))
+    summary = {"protocol": protocol, "lpips_note": scorer.lpips_note}
+    return _finish(out_dir, stem, rows, summary, shard)
+
+
 def _finish(out_dir, stem: str, rows: list[dict], summary: dict, shard) -> dict:
     """Means over clips; all tables for a single process, one rank JSON per shard otherwise."""
     rank, world = shard
@@ -235,31 +267,31 @@ def evaluate_nvs(
     [i]) only at this shard's indices. `before_clip(clip)` runs before each clip is generated
     (e.g. to bind the clip's synthetic scene to the pipeline's ground-truth depth).
     """
-    shard = _check_shard(shard)
-    scorer = _Scorer(lpips_backbone, lpips_heads)
-    rows = []
-    for i, clip in _shard_clips(clips, shard):
-        if before_clip is not None:
-            before_clip(clip)
-        name, frames, cameras = _check_clip(clip, i)
+
+    def score_clip(scorer: _Scorer, name: str, frames: torch.Tensor, cameras: Cameras):
         plan = nvs_plan(len(frames), num_context, target_stride)
         video = _generate(generate_fn, frames[plan.context], cameras, name)
         t = plan.targets
-        rows.append(
-            {"index": i, "clip": name, "num_targets": len(t), **scorer(video[t], frames[t])}
-        )
-        if out_dir is not None and sheet_frames > 0:
-            s = _spread(t, sheet_frames)
-            sheet = contact_sheet([frames[s], video[s]])
-            write_png(Path(out_dir) / "sheets" / f"nvs_{name}.png", sheet)
+        s = _spread(t, sheet_frames)
+        return {"num_targets": len(t), **scorer(video[t], frames[t])}, [frames[s], video[s]]
+
     protocol = {
         "name": "nvs",
         "num_context": num_context,
         "target_stride": target_stride,
         "psnr_cap_db": PSNR_CAP_DB,
     }
-    return _finish(
-        out_dir, "nvs", rows, {"protocol": protocol, "lpips_note": scorer.lpips_note}, shard
+    return _evaluate(
+        "nvs",
+        score_clip,
+        clips,
+        out_dir,
+        protocol,
+        lpips_backbone,
+        lpips_heads,
+        sheet_frames,
+        shard,
+        before_clip,
     )
 
 
@@ -300,13 +332,8 @@ def evaluate_closed_loop(
         outbound and generated return frames, aligned by pose.
         `shard` and `before_clip` work as in `evaluate_nvs` (merge with stem "closed_loop").
     """
-    shard = _check_shard(shard)
-    scorer = _Scorer(lpips_backbone, lpips_heads)
-    rows = []
-    for i, clip in _shard_clips(clips, shard):
-        if before_clip is not None:
-            before_clip(clip)
-        name, frames, cameras = _check_clip(clip, i)
+
+    def score_clip(scorer: _Scorer, name: str, frames: torch.Tensor, cameras: Cameras):
         if clips_are_loops:
             _check_loop(cameras, name)
             gt, loop_cams = frames, cameras
@@ -329,16 +356,11 @@ def evaluate_closed_loop(
         out = [k for _, k in plan.pairs]
         consistency = scorer(video[ret], video[out])
         truth = scorer(video[ret], gt[ret])
-        rows.append(
-            {"index": i, "clip": name, "num_pairs": len(ret)}
-            | {f"{k}_c": v for k, v in consistency.items()}
-            | truth
-        )
-        if out_dir is not None and sheet_frames > 0:
-            s = _spread(list(range(len(ret))), sheet_frames)
-            r, o = [ret[k] for k in s], [out[k] for k in s]
-            sheet = contact_sheet([gt[o], video[o], video[r]])
-            write_png(Path(out_dir) / "sheets" / f"closed_loop_{name}.png", sheet)
+        row = {"num_pairs": len(ret)} | {f"{k}_c": v for k, v in consistency.items()} | truth
+        s = _spread(list(range(len(ret))), sheet_frames)
+        r, o = [ret[k] for k in s], [out[k] for k in s]
+        return row, [gt[o], video[o], video[r]]
+
     protocol = {
         "name": "closed_loop",
         "num_context": num_context,
@@ -346,8 +368,18 @@ def evaluate_closed_loop(
         "loop_frames": loop_frames,
         "psnr_cap_db": PSNR_CAP_DB,
     }
-    summary = {"protocol": protocol, "lpips_note": scorer.lpips_note}
-    return _finish(out_dir, "closed_loop", rows, summary, shard)
+    return _evaluate(
+        "closed_loop",
+        score_clip,
+        clips,
+        out_dir,
+        protocol,
+        lpips_backbone,
+        lpips_heads,
+        sheet_frames,
+        shard,
+        before_clip,
+    )
 
 
 __all__ = [
