@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from mirage.atomic import atomic_path
+from mirage.models._checkpoint import fit_problems
 
 ADAPTER_NAME = "mirage"
 TARGET_MODULES = r"blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)"
@@ -175,12 +176,7 @@ def load_lora(transformer, path: str | Path) -> None:
                 f"{own_cfg['r']} / alpha {own_cfg['lora_alpha']:g}"
             )
         own = {_file_key(n): p for n, p in _lora_named_parameters(base).items()}
-        problems = [f"missing in file: {k}" for k in sorted(set(own) - set(keys))]
-        problems += [f"unexpected in file: {k}" for k in sorted(set(keys) - set(own))]
-        for k in sorted(set(keys) & set(own)):
-            shape = tuple(f.get_slice(k).get_shape())
-            if shape != tuple(own[k].shape):
-                problems.append(f"shape of {k}: file {shape}, model {tuple(own[k].shape)}")
+        problems = fit_problems(f, own)
         if problems:
             shown = problems[:20] + ([f"... and {len(problems) - 20} more"] * (len(problems) > 20))
             raise ValueError(f"LoRA file {path} does not fit the model:\n  " + "\n  ".join(shown))

@@ -33,7 +33,6 @@ file made for another configuration and names the keys and shapes that do not fi
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -46,6 +45,7 @@ from diffusers.models.transformers.transformer_wan_vace import WanVACETransforme
 from torch.utils.checkpoint import checkpoint
 
 from mirage.atomic import atomic_path
+from mirage.models._checkpoint import fit_problems
 
 SIDE_CONFIG_KEY = "mirage_side_branch_config"
 
@@ -339,21 +339,10 @@ class MirageTransformer(nn.Module):
                     + "\n  ".join(lines)
                 )
             own = self.side_branch_state_dict()
-            keys = set(f.keys())
-            problems = [f"missing in file: {k}" for k in sorted(set(own) - keys)]
-            problems += [f"unexpected in file: {k}" for k in sorted(keys - set(own))]
-            for k in sorted(keys & set(own)):
-                shape = tuple(f.get_slice(k).get_shape())
-                if shape != tuple(own[k].shape):
-                    problems.append(f"shape of {k}: file {shape}, model {tuple(own[k].shape)}")
+            problems = fit_problems(f, own)
             if problems:
                 raise ValueError(
                     f"side-branch checkpoint {path} does not fit:\n  " + "\n  ".join(problems)
                 )
             for k, t in own.items():
                 t.copy_(f.get_tensor(k))
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of parameter elements (works on the meta device too)."""
-    return sum(math.prod(p.shape) for p in module.parameters())
