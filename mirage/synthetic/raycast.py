@@ -83,21 +83,6 @@ class _Tables:
         )
 
 
-def _tables(scene: Scene) -> _Tables:
-    """The scene's lookup tables, rebuilt when primitives or materials were added or removed."""
-    key = (
-        len(scene.materials),
-        len(scene.boxes),
-        len(scene.spheres),
-        len(scene.cylinders),
-        len(scene.dynamic),
-    )
-    cached = getattr(scene, "_tables", None)
-    if cached is None or cached[0] != key:
-        scene._tables = (key, _Tables(scene))
-    return scene._tables[1]
-
-
 @dataclass
 class _Frame:
     """The geometry of one time step: static primitives plus the moving ones at that time."""
@@ -409,7 +394,7 @@ def render(
         raise ValueError(
             f"`times` must be a finite tensor of shape [{T}], got shape {tuple(times.shape)}"
         )
-    tab = _tables(scene)
+    tab = _Tables(scene)  # built per call (under 1 ms), so edits to the scene show
     cameras = cameras.to("cpu")
     w2c = cameras.w2c  # [T,4,4], inverted once for all frames
     centres = scene.dynamic_positions(times).to(torch.float32)  # [D,T,3]

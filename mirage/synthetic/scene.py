@@ -95,9 +95,6 @@ class Scene:
     sky: tuple = ((0.78, 0.86, 0.95), (0.25, 0.45, 0.85), (1.0, 0.95, 0.8))  # horizon, zenith, sun
     bounds: tuple = ((-1.0, 1.2, -1.0), (1.0, 2.0, 1.0))
 
-    def __post_init__(self):
-        self._tables = None
-
     @property
     def num_dynamic(self) -> int:
         return len(self.dynamic)
