@@ -71,12 +71,11 @@ class SyntheticEvalClips(Sequence):
         num_dynamic: int = 0,
         seed_start: int = EVAL_SCENE_SEED_START,
     ):
+        from mirage.data.datasets import check_clip_size
+
         if int(num_clips) != num_clips or num_clips < 1:
             raise ValueError(f"`num_clips` must be a positive integer, got {num_clips!r}")
-        if num_frames < 2:
-            raise ValueError(f"`num_frames` must be at least 2, got {num_frames}")
-        if height <= 0 or width <= 0:
-            raise ValueError(f"`height` and `width` must be positive, got {height}x{width}")
+        check_clip_size(num_frames, height, width, min_frames=2)
         if protocol not in PROTOCOLS:
             raise ValueError(f"`protocol` must be one of {PROTOCOLS}, got {protocol!r}")
         if kind not in ("indoor", "outdoor"):

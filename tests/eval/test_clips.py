@@ -55,3 +55,12 @@ def test_synthetic_clips_are_held_out_loops(tmp_path):
     assert torch.equal(c.frames, c.scene.render(c.cameras).rgb)
     with pytest.raises(ValueError, match="protocol"):
         SyntheticEvalClips(1, 5, H, W, protocol="loop")
+
+
+def test_synthetic_eval_clips_reject_bad_sizes():
+    with pytest.raises(ValueError, match="num_frames"):
+        SyntheticEvalClips(1, 1, H, W)  # a clip needs a context frame and a target
+    with pytest.raises(ValueError, match="height"):
+        SyntheticEvalClips(1, 5, 0, W)
+    with pytest.raises(ValueError, match="num_clips"):
+        SyntheticEvalClips(0, 5, H, W)
