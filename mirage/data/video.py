@@ -80,14 +80,14 @@ def colorize_depth(depth: torch.Tensor, far: float | None = None) -> torch.Tenso
     depths) sets the colour scale so one clip shares one scale.
     """
     valid = torch.isfinite(depth) & (depth > 0)
+    finite = depth[valid]
     if far is None:
-        finite = depth[valid]
         far = (
             float(torch.quantile(finite[:: max(1, len(finite) // 100000)], 0.98))
             if len(finite)
             else 1.0
         )
-    near = float(depth[valid].min()) if valid.any() else 0.0
+    near = float(finite.min()) if len(finite) else 0.0
     inv = torch.where(valid, 1.0 / depth.clamp_min(1e-6), 0.0)
     lo, hi = 1.0 / max(far, 1e-6), 1.0 / max(near, 1e-6)
     s = ((inv - lo) / max(hi - lo, 1e-12)).clamp(0, 1) * (len(_DEPTH_COLORS) - 1)
