@@ -33,6 +33,7 @@ def main(argv=None) -> None:
 
     from mirage.models.loading import make_scheduler, tiny_transformer_config, tiny_vae_config
     from mirage.models.transformer import MirageTransformer
+    from mirage.training.checkpoint import replace_dir
 
     out = Path(args.out)
     tmp = out.parent / f".tmp_{out.name}"
@@ -74,8 +75,7 @@ def main(argv=None) -> None:
     card = out / "MODEL_CARD.md"
     if card.is_file():
         shutil.copy(card, tmp / "MODEL_CARD.md")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    replace_dir(tmp, out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"wrote {out} ({size / 2**20:.1f} MiB)")
     if size > 30 * 2**20:

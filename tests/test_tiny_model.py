@@ -109,7 +109,7 @@ def test_train_autoencoder_resumes_and_exports_statistics(tmp_path):
     train_autoencoder(AutoencoderConfig(max_steps=2, **kw))  # resumes at step 1
     steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").open()]
     assert steps == [1, 2]
-    assert (tmp_path / "checkpoints" / "step_000002").is_dir()
+    assert (tmp_path / "checkpoints" / "step-00000002").is_dir()
     ev = json.loads((tmp_path / "eval.json").read_text())
     assert ev["steps"] == 2 and math.isfinite(ev["image_psnr"])
 

@@ -14,15 +14,15 @@ latents of `stats_clips` training clips go into the VAE config (`VideoVAE` norma
 them), and the VAE is written with `save_pretrained` to `<out>/vae`. Reconstruction PSNR on
 held-out clips (another data seed) goes to `<out>/eval.json`.
 
-Checkpoints (`<out>/checkpoints/step_NNNNNN/`: weights as safetensors, optimizer state,
-state.json with step, RNG and config) are written to a temporary folder and renamed, so an
-interrupted run resumes from the last complete one (`resume=True`).
+Checkpoints (`<out>/checkpoints/step-NNNNNNNN/`: weights as safetensors, optimizer state,
+state.json with step, RNG and config) are written to a temporary folder and renamed
+(`mirage.training.checkpoint` naming, listing and pruning), so an interrupted run resumes from
+the last complete one (`resume=True`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import time
@@ -32,6 +32,13 @@ from pathlib import Path
 import torch
 
 from mirage.atomic import atomic_path
+from mirage.training.checkpoint import (
+    CKPT_DIR,
+    checkpoint_name,
+    list_checkpoints,
+    prune_checkpoints,
+    replace_dir,
+)
 from mirage.training.config import lr_at
 
 
@@ -212,16 +219,11 @@ def _write_json(path: Path, obj) -> None:
         json.dump(obj, f, indent=2)
 
 
-def _checkpoints(out: Path) -> list[Path]:
-    root = out / "checkpoints"
-    return sorted(root.glob("step_*")) if root.is_dir() else []
-
-
 def _save_checkpoint(out: Path, vae, opt, step: int, cfg, rng: random.Random, gen, keep: int):
     from safetensors.torch import save_file
 
-    final = out / "checkpoints" / f"step_{step:06d}"
-    tmp = out / "checkpoints" / f".tmp_step_{step:06d}"
+    root = out / CKPT_DIR
+    final, tmp = root / checkpoint_name(step), root / f".tmp-{checkpoint_name(step)}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, tmp / "model.safetensors")
@@ -229,10 +231,8 @@ def _save_checkpoint(out: Path, vae, opt, step: int, cfg, rng: random.Random, ge
     torch.save({"torch": torch.get_rng_state(), "gen": gen.get_state()}, tmp / "rng.pt")
     state = {"step": step, "config": asdict(cfg), "python_rng": repr(rng.getstate())}
     _write_json(tmp / "state.json", state)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in _checkpoints(out)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, final)
+    prune_checkpoints(root, keep)
 
 
 def _load_checkpoint(path: Path, vae, opt, rng: random.Random, gen) -> int:
@@ -300,9 +300,7 @@ def export_vae(vae, cfg: AutoencoderConfig, out_dir: Path) -> Path:
     tmp = out_dir.parent / f".tmp_{out_dir.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     vae.save_pretrained(tmp, safe_serialization=True)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
-    return out_dir
+    return replace_dir(tmp, out_dir)
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -319,7 +317,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng, gen = random.Random(f"mirage-vae-{cfg.seed}"), torch.Generator().manual_seed(cfg.seed)
     step = 0
-    ckpts = _checkpoints(out)
+    ckpts = list_checkpoints(out / CKPT_DIR)
     if cfg.resume and ckpts:
         step = _load_checkpoint(ckpts[-1], vae, opt, rng, gen)
     pool = _ClipPool(cfg, start=step // cfg.refresh_every)

@@ -59,6 +59,13 @@ def _write_json(path: Path, obj) -> None:
         json.dump(obj, f, indent=2, default=str)
 
 
+def replace_dir(tmp: Path, final: Path) -> Path:
+    """Rename the complete folder `tmp` to `final`, replacing an old `final` (the atomic step)."""
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
 def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}"
 
@@ -96,9 +103,7 @@ def save_checkpoint(accelerator, out: Path, step: int, model, optimizer, ema, cf
         _write_json(tmp / "state.json", state)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_dir(tmp, final)
         prune_checkpoints(root, cfg.keep_checkpoints)
     accelerator.wait_for_everyone()
     return final
@@ -190,8 +195,7 @@ def export_model(out: Path, model, cfg, step: int, extra: dict | None = None) ->
         tmp = out / ".tmp-transformer"
         shutil.rmtree(tmp, ignore_errors=True)
         model.base.save_pretrained(tmp, safe_serialization=True)
-        shutil.rmtree(paths["transformer"], ignore_errors=True)
-        os.replace(tmp, paths["transformer"])
+        replace_dir(tmp, paths["transformer"])
     meta = {
         "format": "mirage.training_export",
         "step": step,
