@@ -167,7 +167,7 @@ def _rects(aabbs: torch.Tensor, K: torch.Tensor, w2c: torch.Tensor, H: int, W: i
     return out
 
 
-def _hit_box(lo, hi, o, dx, dy, dz, ix, iy, iz):  # floats, [h,w] planes -> t [h,w]
+def _hit_box(lo, hi, o, ix, iy, iz):  # floats, [h,w] inverse directions -> t [h,w]
     n = None
     f = None
     for a, i in ((0, ix), (1, iy), (2, iz)):
@@ -236,7 +236,7 @@ def _intersect(scene, tab, fr, o, d, K, w2c):
         win = (slice(v0, v1), slice(u0, u1))
         kind, prm = kinds[k]
         if kind == "box":
-            tk = _hit_box(prm[0], prm[1], ol, dx[win], dy[win], dz[win], ix[win], iy[win], iz[win])
+            tk = _hit_box(prm[0], prm[1], ol, ix[win], iy[win], iz[win])
         elif kind == "sphere":
             tk = _hit_sphere(prm[:3], prm[3], ol, dx[win], dy[win], dz[win], a[win])
         else:
