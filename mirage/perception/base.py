@@ -156,14 +156,16 @@ def image_processor_config(folder: Path) -> dict:
 
 
 def load_pretrained(
-    cls, folder: Path, what: str, dtype: torch.dtype, strict: bool = True, **kwargs
+    cls, folder: Path, what: str, dtype: torch.dtype, strict: bool = True, device="cpu", **kwargs
 ):
     """`cls.from_pretrained(folder)` offline, refusing a checkpoint that leaves weights random.
 
     A checkpoint whose tensor names do not match the installed transformers loads "fine" with
     freshly initialised layers (e.g. a SAM3 text encoder that then finds nothing); we raise a
     ValueError naming the folder and the first missing weights instead (`strict=False`: warn).
+    Returns the model on `device`, in eval mode, frozen (every provider runs it for inference).
     """
+    quiet_transformers()
     model, info = cls.from_pretrained(
         folder, local_files_only=True, dtype=dtype, output_loading_info=True, **kwargs
     )
@@ -179,7 +181,7 @@ def load_pretrained(
         if strict:
             raise ValueError(message + " (pass strict=False to load anyway)")
         warnings.warn(message, stacklevel=3)
-    return model
+    return model.to(device).eval().requires_grad_(False)
 
 
 def require_model_type(folder: Path, expected: str, what: str) -> None:

@@ -34,7 +34,6 @@ from mirage.perception.base import (
     load_pretrained,
     model_type,
     normalize_pixels,
-    quiet_transformers,
     read_json,
     require_model_type,
     resize_frames,
@@ -97,11 +96,9 @@ class DepthAnythingV2Depth:
         self.preprocessor = image_processor_config(folder)
         from transformers import AutoModelForDepthEstimation
 
-        quiet_transformers()
         self.model = load_pretrained(
-            AutoModelForDepthEstimation, folder, "DepthAnything", dtype, strict
+            AutoModelForDepthEstimation, folder, "DepthAnything", dtype, strict, device
         )
-        self.model.to(device).eval().requires_grad_(False)
         self.folder, self.device, self.dtype = folder, torch.device(device), dtype
         self.batch_size, self.sky_ratio = int(batch_size), float(sky_ratio)
         self.metric = self.model.config.depth_estimation_type == "metric"
@@ -177,15 +174,10 @@ class DepthProDepth:
         self.preprocessor = image_processor_config(folder)
         from transformers import DepthProForDepthEstimation
 
-        quiet_transformers()
         self.model = load_pretrained(
-            DepthProForDepthEstimation,
-            folder,
-            "DepthPro",
-            dtype,
+            DepthProForDepthEstimation, folder, "DepthPro", dtype, strict, device,
             use_fov_model=not use_camera_focal,
-        )
-        self.model.to(device).eval().requires_grad_(False)
+        )  # fmt: skip
         self.folder, self.device, self.dtype = folder, torch.device(device), dtype
         self.batch_size, self.use_camera_focal = int(batch_size), bool(use_camera_focal)
 

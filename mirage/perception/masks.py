@@ -27,7 +27,6 @@ from mirage.perception.base import (
     load_pretrained,
     model_type,
     normalize_pixels,
-    quiet_transformers,
     resize_frames,
 )
 from mirage.perception.ground_truth import GroundTruthMasks, NoMasks
@@ -97,9 +96,7 @@ class Sam3Masks:
         Sam3Model = _import_sam3()
         from transformers import AutoTokenizer
 
-        quiet_transformers()
-        self.model = load_pretrained(Sam3Model, folder, "SAM3", dtype, strict)
-        self.model.to(device).eval().requires_grad_(False)
+        self.model = load_pretrained(Sam3Model, folder, "SAM3", dtype, strict, device)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         text = tokenizer(
             list(prompts), padding="max_length", max_length=32, truncation=True, return_tensors="pt"

@@ -159,19 +159,23 @@ def test_gt_spec_needs_a_scene(scene):
         load_depth_provider(3)
 
 
-def test_checkpoint_with_missing_weights_is_refused(tiny_depth_anything, tmp_path):
+@pytest.mark.parametrize(
+    ("fixture", "cls"),
+    [("tiny_depth_anything", DepthAnythingV2Depth), ("tiny_depth_pro", DepthProDepth)],
+)
+def test_checkpoint_with_missing_weights_is_refused(fixture, cls, request, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    folder = tmp_path / "da"
-    shutil.copytree(tiny_depth_anything, folder)
+    folder = tmp_path / "model"
+    shutil.copytree(request.getfixturevalue(fixture), folder)
     weights = load_file(folder / "model.safetensors")
-    dropped = "head.conv3.weight"
+    dropped = max(k for k in weights if k.startswith("head.") and k.endswith(".weight"))
     del weights[dropped]
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match=f"1 weights are missing \\({dropped}\\)"):
-        DepthAnythingV2Depth(folder)
+        cls(folder)
     with pytest.warns(UserWarning, match=dropped):
-        DepthAnythingV2Depth(folder, strict=False)
+        cls(folder, strict=False)
 
 
 def test_unified_processor_config_is_read(tiny_depth_anything, rendered, tmp_path):
