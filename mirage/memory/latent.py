@@ -144,11 +144,11 @@ class LatentSpatialMemory:
             return self._append(points, feats)
         return self._fuse(points, feats)
 
-    def _append(self, points: torch.Tensor, feats: torch.Tensor) -> int:
+    def _append(self, points: torch.Tensor, feats: torch.Tensor, count: int = 1) -> int:
         self.positions = torch.cat([self.positions, points])
         self.features = torch.cat([self.features, feats])
-        ones = torch.ones(len(points), dtype=torch.int32, device=self.device)
-        self.counts = torch.cat([self.counts, ones])
+        counts = torch.full((len(points),), count, dtype=torch.int32, device=self.device)
+        self.counts = torch.cat([self.counts, counts])
         return len(points)
 
     def _fuse(self, points: torch.Tensor, feats: torch.Tensor) -> int:
@@ -159,8 +159,8 @@ class LatentSpatialMemory:
         self._append(
             torch.zeros(len(new_keys), 3, device=self.device),
             torch.zeros(len(new_keys), self.channels, dtype=self.dtype, device=self.device),
+            count=0,
         )
-        self.counts[self.num_points - len(new_keys) :] = 0
         self._voxels.append(new_keys)
         slots = self._voxels.lookup(keys)
         # 2. write the observations into their slots
@@ -210,6 +210,14 @@ class LatentSpatialMemory:
         feats = self.features.index_select(0, index.clamp(min=0).flatten()).view(T, h, w, -1)
         latents = torch.where(hit[..., None], feats, 0).permute(0, 3, 1, 2).contiguous()
         return Readout(latents, hit[:, None], depth[:, None])
+
+    def read_depth(self, cameras: Cameras, latent_hw: tuple[int, int] | None = None):
+        """Depth and visibility of the readout (the surface `RGBPointCache.read_depth` shares).
+
+        # -> depth [T,1,h,w] (0 where empty), mask [T,1,h,w] bool
+        """
+        readout = self.read(cameras, latent_hw)
+        return readout.depth, readout.mask
 
     # --- move, save, load, export -------------------------------------------------------
 

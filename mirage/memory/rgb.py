@@ -107,9 +107,25 @@ class RGBPointCache:
         h, w = latents.shape[-2:]
         if latent_hw is not None and tuple(latent_hw) != (h, w):
             raise ValueError(f"`encode` returned a {h}x{w} grid, expected `latent_hw` {latent_hw}")
-        s = grid_factor(cameras.height, cameras.width, h, w)
-        cover = torch.nn.functional.avg_pool2d(mask.float(), s)
-        depth_sum = torch.nn.functional.avg_pool2d(depth, s)
-        cell_mask = cover >= 0.5
-        cell_depth = torch.where(cell_mask, depth_sum / cover.clamp(min=1e-8), 0.0)
+        cell_depth, cell_mask = _pool_render(mask, depth, (h, w))
         return Readout(latents * cell_mask.to(latents.dtype), cell_mask, cell_depth)
+
+    def read_depth(self, cameras: Cameras, latent_hw: tuple[int, int]):
+        """Depth and visibility at the latent grid as `read` gives them, without encoding.
+
+        # -> depth [T,1,h,w] (0 where not visible), mask [T,1,h,w] bool
+        """
+        _, mask, depth = self.render(cameras)
+        return _pool_render(mask, depth, latent_hw)
+
+
+def _pool_render(mask: torch.Tensor, depth: torch.Tensor, latent_hw) -> tuple:
+    """Pixel render -> latent grid: visible when >= half covered, depth = mean covered depth.
+
+    # mask [T,1,H,W] bool, depth [T,1,H,W] -> depth [T,1,h,w], mask [T,1,h,w]
+    """
+    s = grid_factor(mask.shape[-2], mask.shape[-1], *latent_hw)
+    cover = torch.nn.functional.avg_pool2d(mask.float(), s)
+    cell_mask = cover >= 0.5
+    cell_depth = torch.nn.functional.avg_pool2d(depth, s) / cover.clamp(min=1e-8)
+    return torch.where(cell_mask, cell_depth, 0.0), cell_mask

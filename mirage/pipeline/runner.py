@@ -57,7 +57,7 @@ def resolve_inputs(job: GenerateJob):
     if job.image is not None:
         if not Path(job.image).is_file():
             raise FileNotFoundError(f"`image` not found: {job.image}")
-        image = _load_image(job.image, *(job.size or _image_size(job.image)))
+        image = _load_image(job.image, job.size)
     path = Path(job.trajectory)
     if path.suffix == ".json" or path.is_file():
         cameras = load_trajectory(path)
@@ -81,21 +81,15 @@ def resolve_inputs(job: GenerateJob):
     return scene, cameras, image
 
 
-def _image_size(path) -> tuple[int, int]:
-    import imageio.v3 as iio
-
-    arr = iio.imread(path)
-    return arr.shape[0], arr.shape[1]
-
-
-def _load_image(path, height: int, width: int) -> torch.Tensor:  # -> [3,H,W] in [0,1]
+def _load_image(path, size: tuple[int, int] | None) -> torch.Tensor:  # -> [3,H,W] in [0,1]
+    """Read an image once; resize it to `size` (H, W) when given."""
     import imageio.v3 as iio
 
     from mirage.data.re10k import resize_frames
 
     arr = iio.imread(path)[..., :3]
     img = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
-    return resize_frames(img[None], height, width)[0]
+    return img if size is None else resize_frames(img[None], *size)[0]
 
 
 def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:

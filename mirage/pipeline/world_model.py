@@ -196,6 +196,8 @@ class MiragePipeline:
         dev = self.device
         idx = torch.tensor(indices, device=dev)
         if latents is None:
+            # Every memory mode encodes the same frames (the VAE is not batch-invariant to the
+            # last bit), so modes differ only through the side-branch input.
             with _timed(times, "encode", dev):
                 latents = self.vae.encode_images(frames)
         if memory is None:
@@ -218,19 +220,8 @@ class MiragePipeline:
         """Scale up-to-scale depth to the depth the memory renders at the same cameras."""
         from mirage.perception.align import align_depth_scale
 
-        if isinstance(memory, RGBPointCache):
-            _, mask, ref = memory.render(cameras)
-            s = cameras.height // latent_hw[0]
-            ref = torch.nn.functional.avg_pool2d(ref * mask, s) / torch.nn.functional.avg_pool2d(
-                mask.float(), s
-            ).clamp(min=1e-8)
-            mask = torch.nn.functional.avg_pool2d(mask.float(), s) >= 0.5
-            ref = torch.where(mask, ref, 0.0)
-        else:
-            readout = memory.read(cameras, latent_hw)
-            ref, mask = readout.depth, readout.mask
-        aligned, _ = align_depth_scale(depth, ref, mask)
-        return aligned
+        reference, mask = memory.read_depth(cameras, latent_hw)
+        return align_depth_scale(depth, reference, mask)[0]
 
 
 def _memory_size(memory: Memory) -> dict:

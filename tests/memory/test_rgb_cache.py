@@ -45,6 +45,9 @@ def test_read_encodes_all_views_in_one_call_and_pools_the_mask():
     expect = torch.zeros(W // s, dtype=torch.bool)
     expect[W // 2 // s :] = True
     assert torch.equal(out.mask[0, 0, 0], expect)
+    depth, mask = cache.read_depth(cam, (H // s, W // s))  # no encode call
+    assert len(calls) == 1 and torch.equal(mask[0, 0, 0], expect)
+    torch.testing.assert_close(depth[0, 0][mask[0, 0]], torch.full((int(mask.sum()),), 2.0))
     with pytest.raises(ValueError, match="encode"):
         RGBPointCache().read(cam)
 

@@ -176,9 +176,10 @@ class ScaledDepth:
         return self.gt(frames, cameras, idx) * self.factor
 
 
-def test_depth_scale_alignment_recovers_a_known_factor(parts):
+@pytest.mark.parametrize("memory", ["latent", "rgb"])
+def test_depth_scale_alignment_recovers_a_known_factor(parts, memory):
     scene, cams, image = _scene_and_cameras(frames=17)
-    cfg = GenerationConfig(**FAST, memory_dtype="float32")
+    cfg = GenerationConfig(**FAST, memory_dtype="float32", memory=memory)
     exact = _pipeline(parts, scene).generate(image, cams, config=cfg, progress=False)
     # The first frame fixes the scale (nothing to align to), so make frame 0 exact too.
 
