@@ -31,13 +31,13 @@ from pathlib import Path
 
 import torch
 
-from mirage.atomic import atomic_path
 from mirage.training.checkpoint import (
     CKPT_DIR,
     checkpoint_name,
     list_checkpoints,
     prune_checkpoints,
     replace_dir,
+    write_json,
 )
 from mirage.training.config import lr_at
 
@@ -214,11 +214,6 @@ def _loss(vae, x: torch.Tensor, cfg: AutoencoderConfig, gen: torch.Generator):
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def _write_json(path: Path, obj) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-
-
 def _save_checkpoint(out: Path, vae, opt, step: int, cfg, rng: random.Random, gen, keep: int):
     from safetensors.torch import save_file
 
@@ -230,7 +225,7 @@ def _save_checkpoint(out: Path, vae, opt, step: int, cfg, rng: random.Random, ge
     torch.save(opt.state_dict(), tmp / "optimizer.pt")
     torch.save({"torch": torch.get_rng_state(), "gen": gen.get_state()}, tmp / "rng.pt")
     state = {"step": step, "config": asdict(cfg), "python_rng": repr(rng.getstate())}
-    _write_json(tmp / "state.json", state)
+    write_json(tmp / "state.json", state)
     replace_dir(tmp, final)
     prune_checkpoints(root, keep)
 
@@ -367,7 +362,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
     path = export_vae(vae, cfg, out / "vae")
     scores = reconstruction_psnr(vae, _render_clips(cfg, cfg.eval_seed, cfg.eval_clips))
     scores.update(steps=step, config=asdict(cfg))
-    _write_json(out / "eval.json", scores)
+    write_json(out / "eval.json", scores)
     log.close()
     return path
 

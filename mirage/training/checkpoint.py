@@ -54,7 +54,8 @@ def gathered_trainable(accelerator, model) -> dict[str, torch.Tensor]:
     return {n: t.detach().float().cpu().contiguous() for n, t in full.items() if n in names}
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
+    """Write `obj` as indented JSON atomically (values JSON lacks, such as Paths, as str)."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2, default=str)
 
@@ -100,7 +101,7 @@ def save_checkpoint(accelerator, out: Path, step: int, model, optimizer, ema, cf
             "config": asdict(cfg),
             "world_size": accelerator.num_processes,
         }
-        _write_json(tmp / "state.json", state)
+        write_json(tmp / "state.json", state)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         replace_dir(tmp, final)
@@ -205,5 +206,5 @@ def export_model(out: Path, model, cfg, step: int, extra: dict | None = None) ->
         **(extra or {}),
     }
     paths["metadata"] = out / "metadata.json"
-    _write_json(paths["metadata"], meta)
+    write_json(paths["metadata"], meta)
     return paths

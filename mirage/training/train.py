@@ -6,7 +6,6 @@ Run with `mirage train ...`, `python -m mirage.training ...` or
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -21,6 +20,7 @@ from mirage.training.checkpoint import (
     load_checkpoint,
     resolve_resume,
     save_checkpoint,
+    write_json,
 )
 from mirage.training.config import TrainConfig, lr_at
 from mirage.training.flow import flow_matching_loss
@@ -255,8 +255,6 @@ def _flat(d: dict) -> dict:
 
 
 def _write_metadata(out: Path, cfg: TrainConfig, dataset: ShardDataset, accelerator) -> None:
-    from mirage.atomic import atomic_path
-
     meta = {
         "config": asdict(cfg),
         "num_processes": accelerator.num_processes,
@@ -269,5 +267,4 @@ def _write_metadata(out: Path, cfg: TrainConfig, dataset: ShardDataset, accelera
         "channels": dataset.channels,
         "torch": torch.__version__,
     }
-    with atomic_path(out / "run.json") as tmp, open(tmp, "w") as f:
-        json.dump(meta, f, indent=2, default=str)
+    write_json(out / "run.json", meta)
