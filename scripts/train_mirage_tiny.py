@@ -92,6 +92,7 @@ def _init_transformer(folder: Path, args, channels: int) -> Path:
     from diffusers import WanTransformer3DModel
 
     from mirage.models.loading import tiny_transformer_config
+    from mirage.training.checkpoint import replace_dir
 
     torch.manual_seed(0)
     base = WanTransformer3DModel(
@@ -100,8 +101,9 @@ def _init_transformer(folder: Path, args, channels: int) -> Path:
             attention_head_dim=64, num_layers=args.layers, ffn_dim=args.ffn,
         )
     )  # fmt: skip
-    base.save_pretrained(folder, safe_serialization=True)
-    return folder
+    tmp = folder.parent / f".tmp-{folder.name}"  # config.json appears only with the weights
+    base.save_pretrained(tmp, safe_serialization=True)
+    return replace_dir(tmp, folder)
 
 
 if __name__ == "__main__":
