@@ -17,7 +17,11 @@ TOTAL = 19  # 2 scenes of 10 frames: 2 * (10 - 1) + 1; chunks of 9 fit 17 or 25
 
 
 def _tiny_depth_folder(folder):
-    """A random Depth Anything (relative depth) saved like a real checkpoint folder."""
+    """A random Depth Anything (relative depth) saved like a real checkpoint folder.
+
+    Unlike tests/perception's tiny model, its output is a constant disparity (depth ~1): the
+    instance's 2 cm camera slide then keeps the views overlapping, so scale alignment runs.
+    """
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     backbone = Dinov2Config(
