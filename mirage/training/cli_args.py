@@ -36,8 +36,14 @@ def train_configs(options: dict) -> list[TrainConfig]:
     if preset is None:
         return [TrainConfig(**kw)]
     _check_preset(preset)
-    if "stage" in kw:
-        raise ValueError("`stage` cannot be combined with a preset (it runs its own stages)")
+    # The preset chains its stages (stage 1 starts from stage 0's output): options that
+    # choose a stage or its starting weights would cut that chain.
+    chained = [k for k in ("stage", "transformer", "side_branch", "lora") if k in kw]
+    if chained:
+        raise ValueError(
+            f"{', '.join(f'`{k}`' for k in chained)} cannot be combined with a preset "
+            "(it runs its own stages, each starting from the one before)"
+        )
     stages = tiny_stages(kw.pop("data"), kw.pop("out"))
     return [replace(cfg, **kw) for cfg in stages]
 

@@ -31,6 +31,8 @@ def test_train_preset_runs_two_stages_with_overrides():
         train_configs(_train_opts(data="d", out="o", preset="tiny", stage=1))
     with pytest.raises(ValueError, match="preset"):
         train_configs(_train_opts(data="d", out="o", preset="huge"))
+    with pytest.raises(ValueError, match="`lora` cannot be combined with a preset"):
+        train_configs(_train_opts(data=Path("d"), out=Path("o"), preset="tiny", lora=Path("l")))
 
 
 def test_preprocess_options_renamed_and_size_parsed():
