@@ -1,6 +1,7 @@
 """The vectorised ray-caster: RGB, z-depth, dynamic and sky masks of a Scene for any Cameras.
 
-One ray per pixel through the continuous pixel centre (j + 0.5, i + 0.5). Rays are built
+One ray per pixel through the continuous pixel centre (j + 0.5, i + 0.5) for depth and
+masks; RGB optionally averages s x s sub-pixel rays (`supersample`). Rays are built
 with a camera-frame z component of exactly 1, so the ray parameter t of a hit *is* its
 camera z-depth (not the ray length). Intersections are analytic (room box from inside,
 ground plane, axis-aligned boxes by slabs, spheres, vertical capped cylinders), evaluated
@@ -369,24 +370,45 @@ def _sky(tab: _Tables, d: torch.Tensor) -> torch.Tensor:  # directions [N,3] -> 
     return torch.where(sun[:, None], tab.sky[2], rgb)
 
 
-def render(
-    scene: Scene, cameras: Cameras, times: torch.Tensor | None = None, progress: bool = False
-) -> SceneRender:
-    """Ray-cast `scene` for every camera.
+def _rays(K: torch.Tensor, c2w: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """World directions [N,3] with camera-frame z = 1 through pixel points uv [N,2]."""
+    y = (uv[:, 1] - K[1, 2]) / K[1, 1]
+    x = (uv[:, 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
+    return torch.stack([x, y, torch.ones_like(x)], 1) @ c2w[:3, :3].T
 
-    Args:
-        cameras: T cameras of one size H x W (K in pixels, continuous pixel convention).
-        times: [T] time of each frame for the moving objects (default 0, 1, ..., T-1).
-        progress: show a tqdm bar over frames.
-    Returns:
-        SceneRender with rgb [T,3,H,W], depth [T,H,W] (+inf for sky), dynamic_mask and
-        sky_mask [T,H,W] bool, prim [T,H,W] primitive ids.
-    """
+
+def _cast(scene, tab, fr, K, c2w, w2c, d: torch.Tensor, H: int, W: int):
+    """Cast rays d [H*W,3] (one per pixel, within half a pixel of its centre, so the
+    bounding-box culling of `_intersect` still holds): (rgb [N,3], t [N], pid [N])."""
+    N = H * W
+    o = c2w[:3, 3]
+    t, pid = _intersect(scene, tab, fr, o, d.view(H, W, 3), K, w2c)
+    t, pid = t.reshape(N), pid.reshape(N)
+    hit = (pid >= 0).nonzero()[:, 0]
+    if len(hit) == N:  # no sky: skip the scatter
+        return _shade_hits(scene, tab, fr, o + t[:, None] * d, pid), t, pid
+    out = torch.empty_like(d)
+    out[hit] = _shade_hits(scene, tab, fr, o + t[hit, None] * d[hit], pid[hit])
+    miss = (pid < 0).nonzero()[:, 0]
+    out[miss] = _sky(tab, d[miss])
+    return out, t, pid
+
+
+def _subpixel_offsets(s: int) -> list[tuple[float, float]]:
+    """(du, dv) from a pixel centre to the centres of its s x s sub-pixels: sub-pixel (a, b) of
+    pixel (i, j) is centred at (j + (b + 0.5) / s, i + (a + 0.5) / s)."""
+    steps = [(k + 0.5) / s - 0.5 for k in range(s)]
+    return [(du, dv) for dv in steps for du in steps]
+
+
+def _check_render_args(cameras, times, supersample):
     if not isinstance(cameras, Cameras):
         raise ValueError(
             f"`cameras` must be a mirage.geometry.Cameras, got {type(cameras).__name__}"
         )
-    T, H, W = len(cameras), cameras.height, cameras.width
+    if isinstance(supersample, bool) or int(supersample) != supersample or supersample < 1:
+        raise ValueError(f"`supersample` must be an integer >= 1, got {supersample!r}")
+    T = len(cameras)
     if times is None:
         times = torch.arange(T, dtype=torch.float64)
     times = torch.as_tensor(times, dtype=torch.float64)
@@ -394,6 +416,32 @@ def render(
         raise ValueError(
             f"`times` must be a finite tensor of shape [{T}], got shape {tuple(times.shape)}"
         )
+    return times
+
+
+def render(
+    scene: Scene,
+    cameras: Cameras,
+    times: torch.Tensor | None = None,
+    progress: bool = False,
+    supersample: int = 1,
+) -> SceneRender:
+    """Ray-cast `scene` for every camera.
+
+    Args:
+        cameras: T cameras of one size H x W (K in pixels, continuous pixel convention).
+        times: [T] time of each frame for the moving objects (default 0, 1, ..., T-1).
+        progress: show a tqdm bar over frames.
+        supersample: s >= 1. RGB is the box average of s x s rays through the centres of the
+            pixel's sub-pixels (a camera integrates light over its pixel: anti-aliased edges
+            and textures). Depth, masks and primitive ids always come from the one ray through
+            the pixel centre, so they are exact and the same for every s.
+    Returns:
+        SceneRender with rgb [T,3,H,W], depth [T,H,W] (+inf for sky), dynamic_mask and
+        sky_mask [T,H,W] bool, prim [T,H,W] primitive ids.
+    """
+    times = _check_render_args(cameras, times, supersample)
+    T, H, W = len(cameras), cameras.height, cameras.width
     tab = _Tables(scene)  # built per call (under 1 ms), so edits to the scene show
     cameras = cameras.to("cpu")
     w2c = cameras.w2c  # [T,4,4], inverted once for all frames
@@ -411,20 +459,14 @@ def render(
     for ti in frames:
         K, c2w = cameras.K[ti], cameras.c2w[ti]
         fr = _frame(scene, tab, centres[:, ti])
-        y = (uv[:, 1] - K[1, 2]) / K[1, 1]
-        x = (uv[:, 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
-        d_all = torch.stack([x, y, torch.ones_like(x)], 1) @ c2w[:3, :3].T  # [N,3], cam z = 1
-        o = c2w[:3, 3]
-        t, pid = _intersect(scene, tab, fr, o, d_all.view(H, W, 3), K, w2c[ti])
-        t, pid = t.reshape(N), pid.reshape(N)
-        hit = (pid >= 0).nonzero()[:, 0]
-        if len(hit) == N:  # no sky: skip the scatter
-            out = _shade_hits(scene, tab, fr, o + t[:, None] * d_all, pid)
-        else:
-            out = torch.empty_like(d_all)
-            out[hit] = _shade_hits(scene, tab, fr, o + t[hit, None] * d_all[hit], pid[hit])
-            miss = (pid < 0).nonzero()[:, 0]
-            out[miss] = _sky(tab, d_all[miss])
+        args = (scene, tab, fr, K, c2w, w2c[ti])
+        out, t, pid = _cast(*args, _rays(K, c2w, uv), H, W)
+        if supersample > 1:
+            out = torch.zeros_like(out)
+            for du, dv in _subpixel_offsets(int(supersample)):
+                sub = uv + torch.tensor([du, dv])
+                out += _cast(*args, _rays(K, c2w, sub), H, W)[0].clamp_(0, 1)
+            out /= supersample**2
         rgb[ti], depth[ti], prim[ti] = out, t, pid
     rgb = rgb.clamp_(0, 1).view(T, H, W, 3).permute(0, 3, 1, 2).contiguous()
     prim = prim.view(T, H, W)
