@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from mirage.geometry import Cameras, pixel_centers
-from mirage.synthetic.scene import TEXTURES, Scene
+from mirage.synthetic.textures import TEXTURES, lerp, texture_color
 
 EPS = 1e-4  # metres: hits closer than this to the camera are ignored
 INF = float("inf")
@@ -38,7 +38,7 @@ class SceneRender:
 class _Tables:
     """Per-scene lookup tables: primitive id -> material, material -> texture parameters."""
 
-    def __init__(self, scene: Scene):
+    def __init__(self, scene):
         mats = scene.materials
         self.tex = torch.tensor([TEXTURES.index(m.texture) for m in mats], dtype=torch.int64)
         self.colors = torch.tensor([m.colors for m in mats], dtype=torch.float32)  # [M,3,3]
@@ -95,7 +95,7 @@ class _Frame:
     texmap: torch.Tensor  # [P,12] per primitive: q = A p + b as A's columns (9) then b (3)
 
 
-def _frame(scene: Scene, tab: _Tables, centres: torch.Tensor) -> _Frame:  # centres [D,3]
+def _frame(scene, tab: _Tables, centres: torch.Tensor) -> _Frame:  # centres [D,3]
     origins = torch.zeros(tab.num_prims, 3)
     boxes, spheres = scene.boxes, scene.spheres
     if len(centres):
@@ -119,7 +119,7 @@ def _frame(scene: Scene, tab: _Tables, centres: torch.Tensor) -> _Frame:  # cent
     )
 
 
-def _aabbs(scene: Scene, tab: _Tables, fr: _Frame) -> torch.Tensor:  # -> [P-n_surf,2,3]
+def _aabbs(scene, tab: _Tables, fr: _Frame) -> torch.Tensor:  # -> [P-n_surf,2,3]
     """Axis-aligned bounds of every non-surface primitive, in primitive id order."""
     out = torch.zeros(tab.num_prims - tab.n_surf, 2, 3)
     out[fr.box_ids - tab.n_surf] = fr.boxes
@@ -248,7 +248,7 @@ def _intersect(scene, tab, fr, o, d, K, w2c):
     return t, torch.where(torch.isfinite(t), pid, -1)
 
 
-def _normals(scene: Scene, tab: _Tables, fr: _Frame, p: torch.Tensor, pid: torch.Tensor):
+def _normals(scene, tab: _Tables, fr: _Frame, p: torch.Tensor, pid: torch.Tensor):
     """Unit surface normals [N,3] at hit points p [N,3] of primitives pid [N] (all hits)."""
     n = torch.zeros_like(p)
     surf = pid < tab.n_surf
@@ -282,60 +282,6 @@ def _normals(scene: Scene, tab: _Tables, fr: _Frame, p: torch.Tensor, pid: torch
     return n
 
 
-def _hash01(cells: torch.Tensor) -> torch.Tensor:  # [N,3] int64 -> [N] in [0, 1), exact
-    h = cells[:, 0] * 73856093 ^ cells[:, 1] * 19349663 ^ cells[:, 2] * 83492791
-    h = (h ^ (h >> 13)) * 1274126177
-    h = h ^ (h >> 16)
-    return (h & 0xFFFF).to(torch.float32) / 65536.0
-
-
-def _lerp(a, b, s):  # [N,3], [N,3], [N] -> [N,3]
-    return a + (b - a) * s[:, None]
-
-
-def _texture(kind: str, q: torch.Tensor, nq: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Colour [N,3] of texture `kind` at texture coordinates q [N,3], colours c [N,3,3].
-
-    nq [N,3] is the surface normal in texture axes: patterns that live on a plane (stripes,
-    gradients, tile grout, dots, rings) use the axes most in that plane, so a flat wall never
-    shows a degenerate (constant) slice of a 3D pattern.
-    """
-    c0, c1, c2 = c[:, 0], c[:, 1], c[:, 2]
-    an = nq.abs()
-    in_plane = an.argmin(1, keepdim=True)  # the axis most within the surface
-    normal_ax = an.argmax(1, keepdim=True)  # the axis most along the normal
-    if kind == "checker":
-        parity = q.floor().sum(1).remainder(2) > 0.5
-        return torch.where(parity[:, None], c0, c1)
-    if kind == "stripes":
-        f = q.gather(1, in_plane)[:, 0].remainder(1.0)
-        return torch.where((f < 0.45)[:, None], c0, torch.where((f < 0.8)[:, None], c1, c2))
-    if kind == "noise":
-        x, y, z = q.unbind(1)
-        v = 0.5 + 0.25 * (
-            torch.sin(2.3 * x + 1.7 * torch.sin(1.1 * y))
-            + torch.sin(1.9 * z + 1.3 * torch.sin(0.7 * x + y))
-        )
-        return torch.where((v > 0.85)[:, None], c2, _lerp(c0, c1, v))
-    if kind == "gradient":
-        s = (q.gather(1, in_plane)[:, 0] * 0.5).remainder(1.0) * 2
-        return torch.where((s < 1)[:, None], _lerp(c0, c1, s), _lerp(c1, c2, s - 1))
-    if kind == "rings":
-        r2 = (q * q).sum(1) - q.gather(1, normal_ax)[:, 0] ** 2
-        f = r2.clamp_min(0).sqrt().remainder(1.0)
-        return torch.where((f < 0.5)[:, None], c0, torch.where((f < 0.85)[:, None], c1, c2))
-    frac = q.remainder(1.0)
-    if kind == "tiles":
-        edge = torch.minimum(frac, 1 - frac)
-        edge = edge.scatter(1, normal_ax, 1.0)  # no grout lines along the normal axis
-        grout = edge.amin(1) < 0.05
-        return torch.where(grout[:, None], c2, _lerp(c0, c1, _hash01(q.floor().long())))
-    # dots: discs around cell centres, measured in the two in-plane axes
-    dd = (frac - 0.5) ** 2
-    dd = dd.scatter(1, normal_ax, 0.0)
-    return torch.where((dd.sum(1) < 0.09)[:, None], c1, c0)
-
-
 def _shade_hits(scene, tab, fr, p, pid):  # [N,3], [N] (all hits) -> rgb [N,3]
     n = _normals(scene, tab, fr, p, pid)
     m = tab.prim_mat[pid]
@@ -348,7 +294,7 @@ def _shade_hits(scene, tab, fr, p, pid):  # [N,3], [N] (all hits) -> rgb [N,3]
     for k, kind in enumerate(TEXTURES):
         sel = (tex == k).nonzero()[:, 0]
         if len(sel):
-            rgb[sel] = _texture(kind, q[sel], nq[sel], tab.colors[m[sel]])
+            rgb[sel] = texture_color(kind, q[sel], nq[sel], tab.colors[m[sel]])
     light = n @ tab.lights.T  # [N,2]
     shade = AMBIENT + KEY * light[:, 0].clamp_min(0) + FILL * light[:, 1].clamp_min(0)
     return rgb * shade[:, None]
@@ -357,7 +303,7 @@ def _shade_hits(scene, tab, fr, p, pid):  # [N,3], [N] (all hits) -> rgb [N,3]
 def _sky(tab: _Tables, d: torch.Tensor) -> torch.Tensor:  # directions [N,3] -> rgb [N,3]
     dn = d / d.norm(dim=1, keepdim=True)
     up = dn[:, 1].clamp(0, 1)
-    rgb = _lerp(tab.sky[0].expand_as(dn), tab.sky[1].expand_as(dn), up.sqrt())
+    rgb = lerp(tab.sky[0].expand_as(dn), tab.sky[1].expand_as(dn), up.sqrt())
     h = up + 0.08  # clouds on a plane high above: coordinates by direction only
     px, pz = dn[:, 0] / h, dn[:, 2] / h
     cloud = 0.5 + 0.25 * (
@@ -365,7 +311,7 @@ def _sky(tab: _Tables, d: torch.Tensor) -> torch.Tensor:  # directions [N,3] -> 
         + torch.sin(1.7 * pz + 0.5 * torch.sin(1.9 * px))
     )
     cloud = ((cloud - 0.55) / 0.25).clamp(0, 1) * (up > 0.02)
-    rgb = _lerp(rgb, torch.ones_like(rgb), 0.8 * cloud)
+    rgb = lerp(rgb, torch.ones_like(rgb), 0.8 * cloud)
     sun = (dn @ tab.lights[0]) > 0.995
     return torch.where(sun[:, None], tab.sky[2], rgb)
 
@@ -420,7 +366,7 @@ def _check_render_args(cameras, times, supersample):
 
 
 def render(
-    scene: Scene,
+    scene,
     cameras: Cameras,
     times: torch.Tensor | None = None,
     progress: bool = False,
@@ -429,6 +375,7 @@ def render(
     """Ray-cast `scene` for every camera.
 
     Args:
+        scene: a `Scene` (read by its fields only, so this module need not import it).
         cameras: T cameras of one size H x W (K in pixels, continuous pixel convention).
         times: [T] time of each frame for the moving objects (default 0, 1, ..., T-1).
         progress: show a tqdm bar over frames.
