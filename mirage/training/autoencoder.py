@@ -49,11 +49,14 @@ class AutoencoderConfig:
     width: int = 64  # frame width (a multiple of 16)
     z_dim: int = 16  # latent channels
     base_dim: int = 16  # VAE width (tiny_vae_config default)
+    spatial_factor: int = 8  # 8 (Wan2.1 layout, dim_mult 1,2,4,4) or 4 (dim_mult 1,2,4): a
+    # 64x64 frame gives an 8x8 or a 16x16 latent grid
     is_residual: bool = True  # Wan2.2-style pixel-shuffle shortcuts around each resampling:
     # a near-linear latent-to-pixel path that a short run learns much sooner
     # data
     kind: str = "mixed"  # synthetic scene kind: indoor | outdoor | mixed
     num_dynamic: int = 1  # moving objects per scene
+    supersample: int = 2  # s x s rays per pixel for RGB (anti-aliased, as a camera sees)
     data_seed: int = 0  # SyntheticClipDataset seed of the training clips
     eval_seed: int = 7_777  # SyntheticClipDataset seed of the held-out clips
     render_frames: int = 9  # frames rendered per pool clip (4k + 1 >= clip_frames)
@@ -117,6 +120,10 @@ class AutoencoderConfig:
             raise ValueError("a step needs at least one clip or single frame")
         if not self.lr > 0:
             raise ValueError(f"`lr` must be > 0, got {self.lr}")
+        if self.spatial_factor not in (4, 8):
+            raise ValueError(f"`spatial_factor` must be 4 or 8, got {self.spatial_factor}")
+        if self.supersample < 1:
+            raise ValueError(f"`supersample` must be >= 1, got {self.supersample}")
         if self.kind not in ("indoor", "outdoor", "mixed"):
             raise ValueError(f"`kind` must be indoor | outdoor | mixed, got {self.kind!r}")
         if self.data_seed == self.eval_seed:
@@ -125,20 +132,49 @@ class AutoencoderConfig:
     schedule = "cosine"  # for `lr_at` (not a field): warmup, then cosine to min_lr_ratio * lr
 
 
+def vae_layout(spatial_factor: int) -> dict:
+    """`AutoencoderKLWan` block layout for a spatial factor; time is always 4x (two temporal
+    downsamplings, in the last two resampling stages as in Wan2.1). The last two widths are
+    equal because the residual (pixel-shuffle) shortcut of the last block cannot widen."""
+    if spatial_factor == 8:
+        return {"dim_mult": [1, 2, 4, 4], "temperal_downsample": [False, True, True]}
+    return {"dim_mult": [1, 2, 2], "temperal_downsample": [True, True]}
+
+
 def make_tiny_vae(cfg: AutoencoderConfig, seed: int = 0):
     """A fresh `AutoencoderKLWan` of `tiny_vae_config(z_dim, base_dim)`, seeded."""
     from diffusers import AutoencoderKLWan
 
     from mirage.models.loading import tiny_vae_config
 
+    layout = vae_layout(cfg.spatial_factor)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return AutoencoderKLWan(
-            **tiny_vae_config(z_dim=cfg.z_dim, base_dim=cfg.base_dim, is_residual=cfg.is_residual)
-        )
+            **tiny_vae_config(
+                z_dim=cfg.z_dim, base_dim=cfg.base_dim, is_residual=cfg.is_residual,
+                scale_factor_spatial=cfg.spatial_factor, **layout,
+            )
+        )  # fmt: skip
 
 
 # --- data -------------------------------------------------------------------------------------
+
+
+def _clip_frames(ds, index: int, supersample: int) -> torch.Tensor:
+    """Frames [T,3,H,W] of clip `index` of a SyntheticClipDataset, with RGB supersampled.
+
+    The dataset renders one ray per pixel; its item names the scene and the cameras, so the
+    same clip is rendered again here with `supersample` (depth and masks are not used)."""
+    from mirage.geometry import Cameras
+    from mirage.synthetic import make_scene
+
+    item = ds[index]
+    if supersample == 1:
+        return item["frames"]
+    scene = make_scene(item["scene_seed"], item["kind"], ds.num_dynamic)
+    cams = Cameras(item["K"], item["c2w"], ds.height, ds.width)
+    return scene.render(cams, supersample=supersample).rgb
 
 
 class _ClipPool:
@@ -151,10 +187,11 @@ class _ClipPool:
             10**7, cfg.render_frames, cfg.height, cfg.width, seed=cfg.data_seed, kind=cfg.kind,
             num_dynamic=cfg.num_dynamic,
         )  # fmt: skip
+        self.supersample = cfg.supersample
         self.size, self.next, self.clips = cfg.pool_size, start, []
 
     def refresh(self) -> None:
-        clip = self.ds[self.next]["frames"]
+        clip = _clip_frames(self.ds, self.next, self.supersample)
         self.next += 1
         self.clips.append(clip)
         if len(self.clips) > self.size:
@@ -284,7 +321,7 @@ def _render_clips(cfg: AutoencoderConfig, seed: int, n: int) -> list[torch.Tenso
         n, cfg.render_frames, cfg.height, cfg.width, seed=seed, kind=cfg.kind,
         num_dynamic=cfg.num_dynamic,
     )  # fmt: skip
-    return [ds[i]["frames"] for i in range(n)]
+    return [_clip_frames(ds, i, cfg.supersample) for i in range(n)]
 
 
 def export_vae(vae, cfg: AutoencoderConfig, out_dir: Path) -> Path:
