@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,27 +18,34 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mirage.atomic import atomic_path
-from mirage.geometry import EMPTY, Cameras, pixel_centers, render_index, unproject
-from mirage.memory.fusion import VoxelIndex, last_of_each_key, voxel_keys
+from mirage.geometry import (
+    EMPTY,
+    Cameras,
+    pixel_centers,
+    render_index,
+    transform_points,
+    unproject,
+)
+from mirage.memory.base import Observation, Readout, empty_readout
+from mirage.memory.fusion import FOOTPRINT, VoxelIndex, nearest_of_each_key, voxel_keys
 from mirage.memory.pooling import check_observation, grid_factor, pool_depth
+from mirage.memory.tensors import check_finite, load_tensors
 
 FORMAT = "mirage.latent_spatial_memory"
-VERSION = 1
+VERSION = 2  # 2 adds the float32 running means of mean fusion
 FUSION_MODES = ("latest", "mean")
+# An observation is the same surface as a stored point when their depths in the observing
+# view differ by at most this fraction of the voxel edge (fixed voxels) ...
+SAME_SURFACE_VOXEL = 0.5
+# ... or of the depth itself (footprint fusion: the stored point the view sees in that cell).
+SAME_SURFACE_DEPTH = 0.2
+# An empty cell where at least this share of its neighbours in the image show a stored surface
+# at the new observation's depth is a gap between resampled points, not unseen space.
+GAP_NEIGHBOURS = 0.5
 
 
-@dataclass
-class Readout:
-    """What the memory shows T target cameras at latent resolution."""
-
-    latents: torch.Tensor  # [T,C,h,w], zero where mask is False
-    mask: torch.Tensor  # [T,1,h,w] bool, True where some point was visible
-    depth: torch.Tensor  # [T,1,h,w] float32 z-depth of the visible point, 0 where empty
-
-    def condition(self, dtype: torch.dtype | None = None) -> torch.Tensor:  # -> [T,C+1,h,w]
-        """Readout latents with the visibility mask as one more channel (side-branch input)."""
-        dtype = dtype or self.latents.dtype
-        return torch.cat([self.latents.to(dtype), self.mask.to(dtype)], dim=1)
+def _positive(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and x > 0
 
 
 class LatentSpatialMemory:
@@ -47,38 +53,59 @@ class LatentSpatialMemory:
 
     Args:
         channels: C, the latent channels stored per point (48 for the Wan2.2 VAE).
-        voxel_size: with a size (world units), points are fused per voxel so revisiting a place
-            does not grow the cache; None appends every observation.
+        voxel_size: "footprint" fuses in the observing view's own latent cells (the voxel of
+            an observation is its cell's footprint at its depth: the generation default);
+            a number (world units) fuses per voxel of that fixed edge; None appends every
+            observation (kept for measurement).
         dtype: storage dtype of the latents (bf16 halves the cache; reads return this dtype).
         device: where the points live and where reads run.
-        fusion: how a voxel already holding a point takes a new observation: "latest" (the
-            new point replaces the old: the newest frames were generated with the memory in view,
-            so they are the most consistent view) or "mean" (running mean of positions and
-            latents over all observations).
+        fusion: how a voxel already holding a point takes a new observation of the same
+            surface: "latest" (the new point replaces the old: the newest frames were
+            generated with the memory in view, so they are the most consistent view) or
+            "mean" (running mean of positions and latents, accumulated in float32).
+
+    Fusion is decided by what the observing view sees, so a farther surface never replaces a
+    nearer one:
+
+    - "footprint": the memory is read (z-buffer) in the new view first. A valid cell where
+      the view sees the stored point at its own depth (within 10 %) observes that point:
+      its latent is fused ("latest" or "mean"; the point keeps its position, so the coverage
+      earlier views rely on stays). A cell that shows nothing, or a stored point behind the
+      new surface, adds a point. A cell whose new surface lies behind the stored point (the
+      view sees past an edge) adds nothing. The cache grows only where some view would read
+      a hole: it is bounded by the scene's surfaces at the resolution they were seen, not by
+      time (`tests/memory` checks a 1,000-frame walk in one room).
+    - fixed voxels: per view, the nearest observation of each voxel; it replaces (or joins
+      the mean of) the stored point unless it lies behind it by more than half a voxel.
     """
 
     def __init__(
         self,
         channels: int,
-        voxel_size: float | None = None,
+        voxel_size: float | str | None = None,
         dtype: torch.dtype = torch.bfloat16,
         device: str | torch.device = "cpu",
         fusion: str = "latest",
     ):
         if int(channels) != channels or channels <= 0:
             raise ValueError(f"`channels` must be a positive integer, got {channels}")
-        if voxel_size is not None and not voxel_size > 0:
-            raise ValueError(f"`voxel_size` must be positive or None, got {voxel_size}")
+        if voxel_size != FOOTPRINT and voxel_size is not None and not _positive(voxel_size):
+            raise ValueError(
+                f"`voxel_size` must be a positive number, {FOOTPRINT!r} or None, "
+                f"got {voxel_size!r}"
+            )
         if fusion not in FUSION_MODES:
             raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {fusion!r}")
         self.channels = int(channels)
-        self.voxel_size = None if voxel_size is None else float(voxel_size)
+        self.voxel_size = voxel_size if voxel_size in (None, FOOTPRINT) else float(voxel_size)
         self.dtype = dtype
         self.fusion = fusion
         self.device = torch.device(device)
         self.positions = torch.zeros(0, 3, device=self.device)  # [N,3] float32 world points
         self.features = torch.zeros(0, self.channels, dtype=dtype, device=self.device)  # [N,C]
         self.counts = torch.zeros(0, dtype=torch.int32, device=self.device)  # [N] observations
+        # mean fusion: the float32 running mean the stored features round (bf16 alone stalls)
+        self.means = torch.zeros(0, self.channels, device=self.device) if fusion == "mean" else None
         self.latent_hw: tuple[int, int] | None = None  # grid of the first insert: read default
         self._voxels = VoxelIndex(torch.zeros(0, dtype=torch.long, device=self.device))
 
@@ -90,8 +117,9 @@ class LatentSpatialMemory:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the cache as stored: positions (float32) + latents (storage dtype)."""
-        return self.positions.nbytes + self.features.nbytes
+        """Bytes of the cache as stored: positions (float32) + latents (+ float32 means)."""
+        extra = 0 if self.means is None else self.means.nbytes
+        return self.positions.nbytes + self.features.nbytes + extra
 
     def __repr__(self) -> str:
         return (
@@ -100,6 +128,10 @@ class LatentSpatialMemory:
         )
 
     # --- write --------------------------------------------------------------------------
+
+    def observe(self, obs: Observation) -> int:
+        """SpatialMemory: keep the clean latents of an observation."""
+        return self.insert(obs.latents, obs.depth, obs.cameras, obs.exclude)
 
     def insert(
         self,
@@ -112,7 +144,8 @@ class LatentSpatialMemory:
 
         # latents [T,C,h,w], depth [T,H,W] z-depth (0 / +inf = none), exclude [T,H,W] bool
         `cameras` are the cameras of the H x W images; H = s h and W = s w for one integer s.
-        Returns the number of points added (with fusion: voxels not seen before).
+        Returns the number of points added (with fusion: voxels not seen before). With fusion
+        the frames are fused one after another, in order.
         """
         if latents.ndim != 4:
             raise ValueError(f"`latents` must have shape [T,C,h,w], got {tuple(latents.shape)}")
@@ -131,62 +164,116 @@ class LatentSpatialMemory:
             depth.to(dev), s, None if exclude is None else exclude.to(dev)
         )
         cams = cameras.to(dev).scaled(1 / s)
-        # 1. back-project every valid cell centre
+        # 1. back-project every cell centre
         uv = pixel_centers(h, w, dev).reshape(1, h * w, 2).expand(T, -1, -1)
-        points = unproject(uv, cell_depth.reshape(T, h * w), cams.K, cams.c2w)  # [T,hw,3]
-        keep = valid.reshape(-1)
-        points = points.reshape(-1, 3)[keep]  # boolean index: one host sync per insert
-        feats = latents.to(dev).permute(0, 2, 3, 1).reshape(-1, C)[keep].to(self.dtype)
+        z = cell_depth.reshape(T, h * w)
+        points = unproject(uv, z, cams.K, cams.c2w)  # [T,hw,3]
+        feats = latents.to(dev).permute(0, 2, 3, 1).reshape(T, h * w, C)
+        valid = valid.reshape(T, h * w)
         if self.latent_hw is None:
             self.latent_hw = (h, w)
-        # 2. append, or fuse into voxels
+        # 2. append the valid ones, or fuse them into voxels view by view
         if self.voxel_size is None:
-            return self._append(points, feats)
-        return self._fuse(points, feats)
+            return self._append(points[valid], feats[valid])
+        fuse = self._fuse_in_view if self.voxel_size == FOOTPRINT else self._fuse_in_voxels
+        added = 0
+        for t in range(T):  # in order: each view decides against what the earlier ones stored
+            cells = valid[t].nonzero().flatten()
+            added += fuse(points[t][cells], feats[t][cells], z[t][cells], cams[t], cells)
+        return added
 
-    def _append(self, points: torch.Tensor, feats: torch.Tensor, count: int = 1) -> int:
+    def _append(self, points: torch.Tensor, feats: torch.Tensor) -> int:
         self.positions = torch.cat([self.positions, points])
-        self.features = torch.cat([self.features, feats])
-        counts = torch.full((len(points),), count, dtype=torch.int32, device=self.device)
-        self.counts = torch.cat([self.counts, counts])
+        self.features = torch.cat([self.features, feats.to(self.dtype)])
+        if self.means is not None:
+            self.means = torch.cat([self.means, feats.float()])
+        ones = torch.ones(len(points), dtype=torch.int32, device=self.device)
+        self.counts = torch.cat([self.counts, ones])
         return len(points)
 
-    def _fuse(self, points: torch.Tensor, feats: torch.Tensor) -> int:
-        keys = voxel_keys(points, self.voxel_size)
-        # 1. give every voxel not seen before an empty slot
-        new_keys = keys[self._voxels.lookup(keys) < 0]
-        new_keys = new_keys[last_of_each_key(new_keys)]
-        self._append(
-            torch.zeros(len(new_keys), 3, device=self.device),
-            torch.zeros(len(new_keys), self.channels, dtype=self.dtype, device=self.device),
-            count=0,
-        )
-        self._voxels.append(new_keys)
-        slots = self._voxels.lookup(keys)
-        # 2. write the observations into their slots
-        seen = torch.zeros(self.num_points, dtype=torch.int32, device=self.device)
-        seen.index_add_(0, slots, torch.ones_like(slots, dtype=torch.int32))
-        if self.fusion == "latest":
-            # The last observation of a voxel in this batch wins (frame order, then row-major);
-            # after `last_of_each_key` the slots are distinct, so the writes cannot race.
-            last = last_of_each_key(keys)
-            self.positions[slots[last]] = points[last]
-            self.features[slots[last]] = feats[last]
-        else:
-            self._running_mean(slots, seen, points, feats)
-        self.counts += seen
-        return len(new_keys)
+    def _fuse_in_view(self, points, feats, z, cam: Cameras, cells) -> int:
+        """Fuse one view's valid cells with the points it sees there.
 
-    def _running_mean(self, slots, seen, points, feats) -> None:
-        """Fold the observations into each slot's mean, weighted by its past observation count."""
-        old = self.counts.double()[:, None]
-        total = (old + seen.double()[:, None]).clamp(min=1)
-        pos_sum = (self.positions.double() * old).index_add_(0, slots, points.double())
-        feat_sum = (self.features.double() * old).index_add_(0, slots, feats.double())
-        self.positions = (pos_sum / total).float()
-        self.features = (feat_sum / total).to(self.dtype)
+        # points [M,3], feats [M,C], z [M], cells [M] flat cell indices; `cam` at latent size
+        """
+        h, w = self.latent_hw
+        if self.num_points == 0:
+            return self._append(points, feats)
+        index, depth = render_index(self.positions, cam.K, cam.w2c, h, w)
+        hit, z_old = index.flatten()[cells], depth.flatten()[cells]
+        seen = hit != EMPTY
+        tol = SAME_SURFACE_DEPTH * z_old
+        same = seen & ((z - z_old).abs() <= tol)
+        gap = ~seen & _resampling_gaps(index[0] != EMPTY, depth[0], cells, z)
+        new = (~seen & ~gap) | (z < z_old - tol)  # unseen space, or the stored point lies behind
+        # distinct slots: a z-buffer shows each point in at most one cell of a view
+        if self.fusion == "latest":
+            self._overwrite(hit[same], None, feats[same])
+        else:
+            self._fold_mean(hit[same], None, feats[same])
+        return self._append(points[new], feats[new])
+
+    def _fuse_in_voxels(self, points, feats, z, cam: Cameras, cells) -> int:
+        """Fuse one view's valid cells into fixed voxels.  # points [M,3], feats [M,C], z [M]"""
+        keys = voxel_keys(points, self.voxel_size)
+        # 1. one observation per voxel and view: the nearest (a view sees its front surface)
+        pick = nearest_of_each_key(keys, z)
+        points, feats, z, keys = points[pick], feats[pick], z[pick], keys[pick]
+        slots = self._voxels.lookup(keys)
+        new = slots < 0
+        # 2. voxels already held: the observing view compares its depths of both points
+        old = ~new
+        slot, p_new, f_new, z_new = slots[old], points[old], feats[old], z[old]
+        z_old = transform_points(self.positions[slot], cam.w2c)[0, :, 2]
+        tol = SAME_SURFACE_VOXEL * self.voxel_size
+        nearer = z_new < z_old - tol  # the stored point lies behind what this view sees
+        same = (z_new - z_old).abs() <= tol
+        if self.fusion == "latest":
+            take = nearer | same
+            self._overwrite(slot[take], p_new[take], f_new[take])
+        else:
+            self._overwrite(slot[nearer], p_new[nearer], f_new[nearer], restart=True)
+            self._fold_mean(slot[same], p_new[same], f_new[same])
+        # 3. voxels not seen before
+        self._voxels.append(keys[new])
+        return self._append(points[new], feats[new])
+
+    def _overwrite(self, slot, points, feats, restart: bool = False) -> None:
+        """The newest observation wins in (distinct) `slot`; `points` None keeps positions.
+
+        `restart` starts the running mean over (a nearer surface replaced the stored one).
+        """
+        if points is not None:
+            self.positions[slot] = points
+        self.features[slot] = feats.to(self.dtype)
+        if self.means is not None:
+            self.means[slot] = feats.float()
+        self.counts[slot] = 1 if restart else self.counts[slot] + 1
+
+    def _fold_mean(self, slot, points, feats) -> None:
+        """Running mean in float32 over the observations of (distinct) `slot`."""
+        n = (self.counts[slot] + 1).float()[:, None]
+        if points is not None:
+            self.positions[slot] += (points - self.positions[slot]) / n
+        self.means[slot] += (feats.float() - self.means[slot]) / n
+        self.features[slot] = self.means[slot].to(self.dtype)
+        self.counts[slot] += 1
 
     # --- read ---------------------------------------------------------------------------
+
+    def _render(self, cameras: Cameras, latent_hw):  # -> index [T,h,w], depth [T,h,w], hw
+        hw = latent_hw or self.latent_hw
+        if hw is None:
+            raise ValueError("`latent_hw` is needed to read a memory that has never been written")
+        h, w = hw
+        s = grid_factor(cameras.height, cameras.width, h, w)
+        cams = cameras.to(self.device).scaled(1 / s)
+        if self.num_points == 0:
+            T = len(cams)
+            empty = torch.full((T, h, w), EMPTY, dtype=torch.long, device=self.device)
+            return empty, torch.zeros(T, h, w, device=self.device), hw
+        index, depth = render_index(self.positions, cams.K, cams.w2c, h, w)
+        return index, depth, hw
 
     def read(self, cameras: Cameras, latent_hw: tuple[int, int] | None = None) -> Readout:
         """Read the cache for T target cameras at once (exact z-buffer at latent resolution).
@@ -194,30 +281,22 @@ class LatentSpatialMemory:
         `cameras` are image cameras as in `insert`; the grid is `latent_hw`, or the grid of the
         first insert. Returns latents [T,C,h,w] (storage dtype), mask and depth [T,1,h,w].
         """
-        hw = latent_hw or self.latent_hw
-        if hw is None:
-            raise ValueError("`latent_hw` is needed to read a memory that has never been written")
-        h, w = hw
-        s = grid_factor(cameras.height, cameras.width, h, w)
-        T = len(cameras)
-        cams = cameras.to(self.device).scaled(1 / s)
+        index, depth, hw = self._render(cameras, latent_hw)
         if self.num_points == 0:
-            zeros = torch.zeros(T, 1, h, w, device=self.device)
-            empty = torch.zeros(T, self.channels, h, w, dtype=self.dtype, device=self.device)
-            return Readout(empty, zeros.bool(), zeros)
-        index, depth = render_index(self.positions, cams.K, cams.w2c, h, w)  # [T,h,w] each
+            return empty_readout(len(cameras), self.channels, hw, self.device, self.dtype)
+        T, h, w = index.shape
         hit = index != EMPTY
         feats = self.features.index_select(0, index.clamp(min=0).flatten()).view(T, h, w, -1)
         latents = torch.where(hit[..., None], feats, 0).permute(0, 3, 1, 2).contiguous()
         return Readout(latents, hit[:, None], depth[:, None])
 
     def read_depth(self, cameras: Cameras, latent_hw: tuple[int, int] | None = None):
-        """Depth and visibility of the readout (the surface `RGBPointCache.read_depth` shares).
+        """Depth and visibility of the readout, without gathering latents.
 
         # -> depth [T,1,h,w] (0 where empty), mask [T,1,h,w] bool
         """
-        readout = self.read(cameras, latent_hw)
-        return readout.depth, readout.mask
+        index, depth, _ = self._render(cameras, latent_hw)
+        return depth[:, None], (index != EMPTY)[:, None]
 
     # --- move, save, load, export -------------------------------------------------------
 
@@ -227,7 +306,9 @@ class LatentSpatialMemory:
         self.positions = self.positions.to(device)
         self.features = self.features.to(device)
         self.counts = self.counts.to(device)
-        self._voxels = VoxelIndex(self._voxels.keys.to(device))
+        if self.means is not None:
+            self.means = self.means.to(device)
+        self._voxels = self._voxels.to(device)
         return self
 
     def config(self) -> dict:
@@ -239,77 +320,93 @@ class LatentSpatialMemory:
             "latent_hw": list(self.latent_hw) if self.latent_hw else None,
         }
 
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        out = {"positions": self.positions, "features": self.features, "counts": self.counts}
+        if self.means is not None:
+            out["means"] = self.means
+        return {k: v.contiguous().cpu() for k, v in out.items()}
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the cache as safetensors with a JSON header (atomic: temp file, then rename)."""
-        tensors = {
-            "positions": self.positions.contiguous().cpu(),
-            "features": self.features.contiguous().cpu(),
-            "counts": self.counts.contiguous().cpu(),
-        }
         meta = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(self.config())}
         with atomic_path(path, ".safetensors") as tmp:
-            save_file(tensors, tmp, metadata=meta)
+            save_file(self._tensors(), tmp, metadata=meta)
 
     @classmethod
     def load(
         cls, path: str | os.PathLike, device: str | torch.device = "cpu"
     ) -> LatentSpatialMemory:
-        """Read a cache written by `save`; refuses other formats, versions and missing tensors."""
+        """Read a cache written by `save` (format version 1 or 2).
+
+        Refuses other formats and versions, missing, mis-shaped or non-finite tensors.
+        """
+        meta, tensors = load_tensors(path, FORMAT, ("1", str(VERSION)))
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no memory file at {path}")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise ValueError(
-                    f"{path} is not a Mirage latent memory (format {meta.get('format')!r})"
-                )
-            if meta.get("version") != str(VERSION):
-                raise ValueError(
-                    f"{path} has memory format version {meta.get('version')!r}; this Mirage reads "
-                    f"version {VERSION}"
-                )
-            missing = {"positions", "features", "counts"} - set(f.keys())
-            if missing:
-                raise ValueError(f"{path} lacks the tensors {sorted(missing)}")
-            tensors = {k: f.get_tensor(k) for k in ("positions", "features", "counts")}
-        cfg = json.loads(meta["config"])
-        mem = cls(
-            cfg["channels"],
-            voxel_size=cfg["voxel_size"],
-            dtype=getattr(torch, cfg["dtype"]),
-            device=device,
-            fusion=cfg["fusion"],
-        )
+        try:
+            cfg = json.loads(meta["config"])
+            mem = cls(
+                cfg["channels"], voxel_size=cfg["voxel_size"], dtype=getattr(torch, cfg["dtype"]),
+                device=device, fusion=cfg["fusion"],
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"{path} has an unreadable memory config: {err}") from None
+        need = {"positions", "features", "counts"}
+        need |= {"means"} if mem.means is not None and meta["version"] != "1" else set()
+        missing = need - set(tensors)
+        if missing:
+            raise ValueError(f"{path} lacks the tensors {sorted(missing)}")
         N = len(tensors["positions"])
-        if tensors["features"].shape != (N, mem.channels) or tensors["counts"].shape != (N,):
-            raise ValueError(f"{path} holds tensors of inconsistent shapes")
-        mem.positions = tensors["positions"].to(device)
-        mem.features = tensors["features"].to(device)
-        mem.counts = tensors["counts"].to(device)
+        shapes = {"positions": (N, 3), "features": (N, mem.channels), "counts": (N,)}
+        shapes["means"] = (N, mem.channels)
+        bad = [k for k in tensors if k in shapes and tuple(tensors[k].shape) != shapes[k]]
+        if bad:
+            raise ValueError(f"{path} holds tensors of inconsistent shapes: {sorted(bad)}")
+        check_finite(path, {k: tensors[k] for k in ("positions", "features", "means") if k in tensors})
+        mem.positions = tensors["positions"].float().to(device)
+        mem.features = tensors["features"].to(mem.dtype).to(device)
+        mem.counts = tensors["counts"].to(torch.int32).to(device)
+        if mem.means is not None:
+            mem.means = tensors.get("means", tensors["features"]).float().to(device)
         mem.latent_hw = tuple(cfg["latent_hw"]) if cfg["latent_hw"] else None
-        if mem.voxel_size is not None:
+        if mem.voxel_size not in (None, FOOTPRINT):  # a voxel's key follows from its point
             mem._voxels = VoxelIndex(voxel_keys(mem.positions, mem.voxel_size))
         return mem
 
     def export_ply(self, path: str | os.PathLike) -> None:
         """Write the points as a binary PLY, latents shown as colours by a 3-component PCA."""
-        xyz = self.positions.cpu().numpy().astype("<f4")
-        rgb = features_to_rgb(self.features.cpu().float())
-        header = (
-            "ply\nformat binary_little_endian 1.0\n"
-            f"comment Mirage latent memory: {self.num_points} points, {self.channels} channels, "
-            "colours = PCA of latents\n"
-            f"element vertex {self.num_points}\n"
-            "property float x\nproperty float y\nproperty float z\n"
-            "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
-        )
-        rows = np.empty(self.num_points, dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3)])
-        rows["xyz"], rows["rgb"] = xyz, rgb
+        write_ply(path, self.positions, features_to_rgb(self.features.cpu().float()),
+                  f"Mirage latent memory: {self.num_points} points, {self.channels} channels, "
+                  "colours = PCA of latents")  # fmt: skip
 
-        with atomic_path(path, ".ply") as tmp, open(tmp, "wb") as f:
-            f.write(header.encode("ascii"))
-            f.write(rows.tobytes())
+
+def _resampling_gaps(hit: torch.Tensor, depth: torch.Tensor, cells, z) -> torch.Tensor:
+    """Which of `cells` have >= GAP_NEIGHBOURS of their in-image neighbours showing a surface
+    within tolerance of z.
+
+    # hit [h,w] bool, depth [h,w] of one view's readout; cells [M] flat indices, z [M] -> [M]
+    """
+    d = torch.where(hit, depth, torch.nan)[None, None]
+    d = torch.nn.functional.pad(d, (1, 1, 1, 1), value=-1.0)  # -1: outside the image
+    around = torch.nn.functional.unfold(d, 3)[0]  # [9,hw]; row 4 is the cell itself
+    around = torch.cat([around[:4], around[5:]])[:, cells]  # [8,M]
+    close = (around - z).abs() <= SAME_SURFACE_DEPTH * z  # NaN (empty) compares False
+    inside = (around != -1.0).sum(0)
+    return close.sum(0) >= GAP_NEIGHBOURS * inside
+
+
+def write_ply(path: str | os.PathLike, positions: torch.Tensor, rgb: np.ndarray, comment: str):
+    """Binary little-endian PLY of N points with uint8 colours (atomic).  # [N,3], [N,3]"""
+    n = len(positions)
+    header = (
+        f"ply\nformat binary_little_endian 1.0\ncomment {comment}\nelement vertex {n}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    rows = np.empty(n, dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3)])
+    rows["xyz"], rows["rgb"] = positions.cpu().numpy().astype("<f4"), rgb
+    with atomic_path(path, ".ply") as tmp, open(tmp, "wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(rows.tobytes())
 
 
 def features_to_rgb(features: torch.Tensor) -> np.ndarray:  # [N,C] -> [N,3] uint8

@@ -8,13 +8,22 @@ diffusers. Batched and on device: the speed-up we report is against this path at
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 
 import torch
+from safetensors.torch import save_file
 
+from mirage.atomic import atomic_path
 from mirage.geometry import EMPTY, Cameras, backproject, render_index
-from mirage.memory.latent import Readout
+from mirage.memory.base import Observation, Readout
+from mirage.memory.latent import write_ply
 from mirage.memory.pooling import check_observation, grid_factor
+from mirage.memory.tensors import check_finite, load_tensors
+
+FORMAT = "mirage.rgb_point_cache"
+VERSION = 1
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 
@@ -45,6 +54,10 @@ class RGBPointCache:
 
     def __repr__(self) -> str:
         return f"RGBPointCache(points={self.num_points}, device={self.device})"
+
+    def observe(self, obs: Observation) -> int:
+        """SpatialMemory: keep the colours of an observation (its latents are not needed)."""
+        return self.insert(obs.frames, obs.depth, obs.cameras, obs.exclude)
 
     def insert(
         self,
@@ -110,13 +123,43 @@ class RGBPointCache:
         cell_depth, cell_mask = _pool_render(mask, depth, (h, w))
         return Readout(latents * cell_mask.to(latents.dtype), cell_mask, cell_depth)
 
-    def read_depth(self, cameras: Cameras, latent_hw: tuple[int, int]):
+    def read_depth(self, cameras: Cameras, latent_hw: tuple[int, int] | None = None):
         """Depth and visibility at the latent grid as `read` gives them, without encoding.
 
         # -> depth [T,1,h,w] (0 where not visible), mask [T,1,h,w] bool
         """
+        if latent_hw is None:
+            raise ValueError("RGBPointCache.read_depth needs `latent_hw` (the encoder's grid)")
         _, mask, depth = self.render(cameras)
         return _pool_render(mask, depth, latent_hw)
+
+    # --- save, load, export ---------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write points and colours as safetensors (atomic: temp file, then rename)."""
+        tensors = {"positions": self.positions.cpu(), "colors": self.colors.cpu()}
+        meta = {"format": FORMAT, "version": str(VERSION), "config": json.dumps({})}
+        with atomic_path(path, ".safetensors") as tmp:
+            save_file(tensors, tmp, metadata=meta)
+
+    @classmethod
+    def load(cls, path, encode: Encoder | None = None, device="cpu") -> RGBPointCache:
+        """Read a cache written by `save`; refuses other files and non-finite positions."""
+        _, tensors = load_tensors(path, FORMAT, (str(VERSION),))
+        if {"positions", "colors"} - set(tensors):
+            raise ValueError(f"{path} lacks the tensors positions and colors")
+        pos, col = tensors["positions"], tensors["colors"]
+        if pos.ndim != 2 or pos.shape[1] != 3 or col.shape != pos.shape:
+            raise ValueError(f"{path} holds tensors of inconsistent shapes")
+        check_finite(path, {"positions": pos})
+        cache = cls(encode, device)
+        cache.positions, cache.colors = pos.float().to(device), col.to(torch.uint8).to(device)
+        return cache
+
+    def export_ply(self, path: str | os.PathLike) -> None:
+        """Write the coloured points as a binary PLY."""
+        comment = f"Mirage RGB point cache: {self.num_points} points"
+        write_ply(path, self.positions, self.colors.cpu().numpy(), comment)
 
 
 def _pool_render(mask: torch.Tensor, depth: torch.Tensor, latent_hw) -> tuple:

@@ -3,7 +3,6 @@
 `import mirage.perception` is light: transformers is imported only when a model is loaded.
 """
 
-from mirage.perception.align import align_depth_scale
 from mirage.perception.base import DepthProvider, MaskProvider, check_frames
 from mirage.perception.depth import DepthAnythingV2Depth, DepthProDepth, load_depth_provider
 from mirage.perception.ground_truth import GroundTruthDepth, GroundTruthMasks, NoMasks
@@ -18,7 +17,6 @@ __all__ = [
     "MaskProvider",
     "NoMasks",
     "Sam3Masks",
-    "align_depth_scale",
     "check_frames",
     "load_depth_provider",
     "load_mask_provider",

@@ -1,5 +1,6 @@
 """LatentSpatialMemory: read-back, closed-form views, fusion, persistence and bad input."""
 
+import json
 import struct
 
 import pytest
@@ -147,6 +148,53 @@ def test_fusion_latest_wins_and_mean_averages():
     torch.testing.assert_close(mean.read(cam).latents, torch.full((1, C, h, w), 2 / 3))
 
 
+def test_farther_surface_never_replaces_a_nearer_one_in_a_voxel():
+    # A panel (z = 2, x < 0) in front of a wall (z = 2.9); 1-unit voxels hold both. View A sees
+    # the panel head-on. View B, moved 0.6 right, has no depth on the panel (say its estimate
+    # failed there) but sees past the panel's edge into the wall: its wall cell at x = -0.125
+    # lands in the voxel of A's panel cell. Every panel cell must still read the panel.
+    K = torch.tensor([[2.0 * s, 0, W / 2], [0, 2.0 * s, H / 2], [0, 0, 1]])  # 2 cells per unit
+    a, b = Cameras(K, torch.eye(4), H, W), Cameras(K, pose(torch.eye(3), [0.6, 0, 0]), H, W)
+    u = (torch.arange(W) + 0.5 - W / 2) / (2.0 * s)  # x / z of each pixel column
+    panel_a = (2.0 * u < 0).expand(1, H, W)
+    panel_b = (0.6 + 2.0 * u < 0).expand(1, H, W)  # B's rays that hit the panel first
+    panel_cells = torch.arange(w) < w // 2
+    lat_a = torch.where(panel_cells, 0.0, 1.0).expand(1, C, h, w)  # 0 = panel, 1 = wall
+    for fusion in ("latest", "mean"):
+        mem = LatentSpatialMemory(C, voxel_size=1.0, dtype=torch.float32, fusion=fusion)
+        mem.insert(lat_a, torch.where(panel_a, 2.0, 2.9), a)
+        mem.insert(torch.ones(1, C, h, w), torch.where(panel_b, 0.0, 2.9), b)
+        out = mem.read(a)
+        assert torch.all(out.latents[0, 0][:, panel_cells] == 0), fusion
+        assert torch.all(out.depth[0, 0][:, panel_cells] == 2.0), fusion
+        assert torch.all(out.latents[0, 0][:, ~panel_cells] == 1), fusion
+
+
+def test_mean_fusion_in_bf16_converges_to_the_mean():
+    # 300 observations of 1.0 then 300 of 2.0: a bf16 running mean stalls at 1.0 (1/n rounds
+    # away); the float32 accumulator reaches 1.5.
+    K = intrinsics(H, W)
+    cam = Cameras(K, torch.eye(4), H, W)
+    depth = torch.full((1, H, W), 2.0)
+    mem = LatentSpatialMemory(C, voxel_size=0.01, dtype=torch.bfloat16, fusion="mean")
+    for value in [1.0] * 300 + [2.0] * 300:
+        mem.insert(torch.full((1, C, h, w), value), depth, cam)
+    assert torch.all(mem.counts == 600)
+    assert torch.all(mem.read(cam).latents == 1.5)  # 1.5 is exact in bf16
+
+
+def test_footprint_fusion_revisit_adds_nothing_and_read_is_unchanged(gen):
+    K = intrinsics(H, W)
+    mem = LatentSpatialMemory(C, voxel_size="footprint", dtype=torch.float32)
+    z = 2 + 0.5 * torch.sin(torch.linspace(0, 6, W)).expand(1, H, W)
+    poses = _loop_poses(5)
+    added = [mem.insert(torch.randn(1, C, h, w, generator=gen), z, Cameras(K, c, H, W))
+             for c in poses]  # fmt: skip
+    assert sum(added[5:]) == 0 and mem.num_points == sum(added[:5])
+    # one point per voxel: never more points than cells inserted, and at least one per view
+    assert h * w <= mem.num_points <= 5 * h * w
+
+
 def test_nbytes_counts_positions_and_stored_latents(gen):
     latents, depth, cams = _observation(gen)
     mem = LatentSpatialMemory(C, dtype=torch.bfloat16)
@@ -169,16 +217,30 @@ def test_save_load_round_trip_and_refusals(gen, tmp_path):
     from safetensors.torch import save_file
 
     save_file({"positions": mem.positions}, tmp_path / "other.safetensors")
-    with pytest.raises(ValueError, match="not a Mirage latent memory"):
+    with pytest.raises(ValueError, match="not a mirage.latent_spatial_memory file"):
         LatentSpatialMemory.load(tmp_path / "other.safetensors")
     meta = {"format": "mirage.latent_spatial_memory", "version": "99", "config": "{}"}
     save_file({"positions": mem.positions}, tmp_path / "v99.safetensors", metadata=meta)
     with pytest.raises(ValueError, match="version '99'"):
         LatentSpatialMemory.load(tmp_path / "v99.safetensors")
     meta["version"] = "1"
+    with pytest.raises(ValueError, match="unreadable memory config"):
+        save_file({"positions": mem.positions}, tmp_path / "cfg.safetensors", metadata=meta)
+        LatentSpatialMemory.load(tmp_path / "cfg.safetensors")
+    meta["config"] = json.dumps(mem.config())
     save_file({"positions": mem.positions}, tmp_path / "part.safetensors", metadata=meta)
     with pytest.raises(ValueError, match=r"lacks the tensors \['counts', 'features'\]"):
         LatentSpatialMemory.load(tmp_path / "part.safetensors")
+    # truncated, random and non-finite files: one ValueError each, nothing loaded
+    (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:200])
+    (tmp_path / "noise.safetensors").write_bytes(bytes(range(256)) * 8)
+    for name in ("cut", "noise"):
+        with pytest.raises(ValueError, match="not a readable safetensors file"):
+            LatentSpatialMemory.load(tmp_path / f"{name}.safetensors")
+    mem.positions[0, 0] = float("nan")
+    mem.save(tmp_path / "nan.safetensors")
+    with pytest.raises(ValueError, match=r"non-finite values in \['positions'\]"):
+        LatentSpatialMemory.load(tmp_path / "nan.safetensors")
     with pytest.raises(FileNotFoundError):
         LatentSpatialMemory.load(tmp_path / "missing.safetensors")
 
@@ -217,3 +279,38 @@ def test_bad_input_raises_before_any_work(gen):
         with pytest.raises(ValueError, match=match):
             mem.insert(lat, dep, cams, exclude=ex)
         assert mem.num_points == 0 and mem.latent_hw is None
+
+
+@pytest.mark.parametrize("voxel_size,fusion", [("footprint", "mean"), (0.05, "mean")])
+def test_fused_memory_round_trips_and_keeps_fusing(gen, tmp_path, voxel_size, fusion):
+    latents, depth, cams = _observation(gen)
+    mem = LatentSpatialMemory(C, voxel_size=voxel_size, fusion=fusion)
+    mem.insert(latents, depth, cams)
+    mem.save(tmp_path / "m.safetensors")
+    back = LatentSpatialMemory.load(tmp_path / "m.safetensors")
+    assert torch.equal(back.means, mem.means) and back.config() == mem.config()
+    assert back.nbytes == mem.nbytes == mem.num_points * (3 * 4 + C * 2 + C * 4)
+    mem.insert(latents + 1, depth, cams)
+    back.insert(latents + 1, depth, cams)  # same state, same next step
+    assert torch.equal(back.features, mem.features) and torch.equal(back.counts, mem.counts)
+
+
+def test_factory_makes_each_kind_and_no_memory_sees_nothing():
+    from mirage.memory import LatentSpatialMemory as L
+    from mirage.memory import NoMemory, Observation, RGBPointCache, SpatialMemory, make_memory
+
+    enc = lambda x: torch.zeros(len(x), C, h, w)  # noqa: E731
+    kinds = {k: make_memory(k, C, encode=enc) for k in ("latent", "rgb", "none")}
+    assert isinstance(kinds["latent"], L) and kinds["latent"].voxel_size == "footprint"
+    assert isinstance(kinds["rgb"], RGBPointCache) and isinstance(kinds["none"], NoMemory)
+    assert all(isinstance(m, SpatialMemory) for m in kinds.values())
+    cams = Cameras(intrinsics(H, W), torch.eye(4), H, W)
+    obs = Observation(torch.rand(1, 3, H, W), torch.randn(1, C, h, w), torch.full((1, H, W), 2.0), cams)
+    assert kinds["none"].observe(obs) == 0 and kinds["latent"].observe(obs) == h * w
+    assert kinds["rgb"].observe(obs) == H * W
+    out = kinds["none"].read(cams)
+    assert not out.mask.any() and out.latents.shape == (1, C, h, w) and not out.latents.any()
+    with pytest.raises(ValueError, match="one of"):
+        make_memory("voxels", C)
+    with pytest.raises(ValueError, match="needs `encode`"):
+        make_memory("rgb", C)

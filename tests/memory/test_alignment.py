@@ -5,11 +5,18 @@ import warnings
 import pytest
 import torch
 
+from mirage.memory import align_depth_scale
+from mirage.memory.alignment import _masked_median, _masked_median_loop
 from mirage.memory.pooling import _pool_depth
-from mirage.perception import GroundTruthDepth, align_depth_scale
-from mirage.perception.align import _masked_median, _masked_median_loop
+from mirage.perception import GroundTruthDepth
+from mirage.synthetic import make_scene
 
 S = 4  # pixels per reference cell
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene(3, "outdoor", num_dynamic=2)
 
 
 @pytest.fixture(scope="module")
@@ -66,24 +73,39 @@ def test_masked_cells_and_outliers_do_not_move_the_scale(true_depth, gen):
     assert abs(mean_ratio * 0.37 - 1) > 0.05
 
 
-def test_thin_frame_takes_the_median_over_all_frames(true_depth):
+def test_thin_frame_keeps_its_own_scale_with_a_warning(true_depth):
+    # The old rule gave a thin frame the median over all frames: x6 wrong here.
     depth, ref, mask = true_depth
     mask = mask.clone()
     mask[1] = False  # frame 1 has no reference at all
-    mask[2, 0, :, 3:] = False  # frame 2 keeps 3 columns of cells: more than min_cells
+    mask[2, 0, :, 3:] = False  # frame 2 keeps 3 columns of cells
     kept = int(mask[2].sum())
     assert 16 <= kept
     factors = torch.tensor([0.5, 3.0, 0.5])
-    _, scale = align_depth_scale(depth * factors[:, None, None], ref, mask)
-    torch.testing.assert_close(scale, torch.full((3,), 2.0), rtol=1e-4, atol=0)
-    # raising min_cells above frame 2's count sends it to the pooled median too (still 2)
-    _, scale = align_depth_scale(depth * factors[:, None, None], ref, mask, min_cells=kept + 1)
-    torch.testing.assert_close(scale[[0, 2]], torch.full((2,), 2.0), rtol=1e-4, atol=0)
+    with pytest.warns(UserWarning, match=r"frames \[1\]"):
+        _, scale = align_depth_scale(depth * factors[:, None, None], ref, mask)
+    torch.testing.assert_close(scale, torch.tensor([2.0, 1.0, 2.0]), rtol=1e-4, atol=0)
+    with pytest.warns(UserWarning, match=r"frames \[1, 2\]"):
+        _, scale = align_depth_scale(depth * factors[:, None, None], ref, mask, min_cells=kept + 1)
+    torch.testing.assert_close(scale, torch.tensor([2.0, 1.0, 1.0]), rtol=1e-4, atol=0)
+
+
+def test_excluded_cells_do_not_move_the_scale(true_depth):
+    # A moving object that the memory rendered at another depth: excluded, it must not count.
+    depth, ref, mask = true_depth
+    wrong = torch.zeros_like(mask)
+    wrong[:, :, :, : ref.shape[-1] * 2 // 3] = True  # two thirds of the cells are wrong
+    ref = torch.where(wrong, ref * 3.0, ref)
+    exclude = wrong[:, 0].repeat_interleave(S, 1).repeat_interleave(S, 2)
+    _, scale = align_depth_scale(depth * 0.37, ref, mask)
+    assert (scale * 0.37 - 1).abs().min() > 0.5  # without the mask the majority wins
+    _, scale = align_depth_scale(depth * 0.37, ref, mask, exclude=exclude)
+    torch.testing.assert_close(scale, torch.full((3,), 1 / 0.37), rtol=1e-4, atol=0)
 
 
 def test_no_valid_cell_anywhere_warns_and_keeps_scale_one(true_depth):
     depth, ref, mask = true_depth
-    with pytest.warns(UserWarning, match="no cell"):
+    with pytest.warns(UserWarning, match="fewer than"):
         aligned, scale = align_depth_scale(depth * 0.37, ref, torch.zeros_like(mask))
     assert torch.equal(scale, torch.ones(3))
     assert torch.equal(aligned, depth * 0.37)
