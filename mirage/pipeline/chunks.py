@@ -38,6 +38,26 @@ def check_chunk_frames(chunk_frames: int) -> None:
         raise ValueError(f"`chunk_frames` must be 4k + 1 with k >= 1, got {chunk_frames}")
 
 
+def check_context(context_latents: int, chunk_frames: int) -> None:
+    """The context rule's range: 0 <= context_latents <= k, the target latents of a chunk."""
+    check_chunk_frames(chunk_frames)
+    k = (chunk_frames - 1) // 4
+    if not 0 <= context_latents <= k:
+        raise ValueError(
+            f"`context_latents` must be in 0..{k} for chunks of {chunk_frames} frames (a chunk "
+            f"has {k} target latents to carry), got {context_latents}"
+        )
+
+
+def num_context(chunk_index: int, context_latents: int) -> int:
+    """Clean context latents in front of a chunk: none for the first, else `context_latents`.
+
+    The context of chunk c > 0 is the last `context_latents` target latents of chunk c - 1
+    (`check_context` keeps it within one chunk). Generation and training both use this rule.
+    """
+    return 0 if chunk_index == 0 else context_latents
+
+
 def valid_lengths_near(num_frames: int, chunk_frames: int) -> list[int]:
     """The video lengths just below and above `num_frames` that the chunk plan can produce."""
     step = chunk_frames - 1

@@ -6,34 +6,44 @@ from dataclasses import dataclass
 
 import torch
 
-from mirage.pipeline.chunks import check_chunk_frames
+from mirage.memory import FOOTPRINT, MEMORY_KINDS
+from mirage.memory.latent import FUSION_MODES
+from mirage.pipeline.chunks import check_context
 
-MEMORY_MODES = ("latent", "rgb", "none")
+MEMORY_MODES = MEMORY_KINDS
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
     chunk_frames: int = 33  # frames per chunk (4k + 1); later chunks add chunk_frames - 1 new
     num_inference_steps: int = 20  # flow UniPC steps per chunk
-    shift: float = 5.0  # flow-matching timestep shift
+    shift: float = 5.0  # flow-matching timestep shift of the sampler (flow_shift)
     guidance_scale: float = 1.0  # classifier-free guidance; 1.0 = off (official default)
-    context_latents: int = 2  # latents of the previous chunk carried as clean context
+    context_latents: int = 2  # latents of the previous chunk carried as clean context (0..k)
     memory: str = "latent"  # "latent" (ours), "rgb" (point-cloud render + VAE), "none"
-    voxel_size: float | None = None  # world units; None appends every observation
+    voxel_size: float | str | None = FOOTPRINT  # "footprint" (bounded), world units, None
+    fusion: str = "latest"  # how a stored surface takes a new observation: latest | mean
     memory_dtype: str = "bfloat16"  # storage dtype of the latent memory
     side_scale: float = 1.0  # weight of the side-branch hints
     seed: int = 0  # noise seed: same seed, same video on the same device
     fps: int = 16  # frame rate written to video.mp4
 
     def __post_init__(self):
-        check_chunk_frames(self.chunk_frames)
+        check_context(self.context_latents, self.chunk_frames)
         if self.memory not in MEMORY_MODES:
             raise ValueError(f"`memory` must be one of {MEMORY_MODES}, got {self.memory!r}")
         if self.num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be >= 1, got {self.num_inference_steps}")
-        if self.context_latents < 0:
-            raise ValueError(f"`context_latents` must be >= 0, got {self.context_latents}")
+        if not self.shift > 0:
+            raise ValueError(f"`shift` must be > 0, got {self.shift}")
         if self.guidance_scale < 1:
             raise ValueError(f"`guidance_scale` must be >= 1, got {self.guidance_scale}")
+        if self.fusion not in FUSION_MODES:
+            raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {self.fusion!r}")
+        vs = self.voxel_size
+        if vs not in (None, FOOTPRINT) and not (isinstance(vs, int | float) and vs > 0):
+            raise ValueError(
+                f"`voxel_size` must be {FOOTPRINT!r}, a positive number or None, got {vs!r}"
+            )
         if not isinstance(getattr(torch, self.memory_dtype, None), torch.dtype):
             raise ValueError(f"`memory_dtype` must name a torch dtype, got {self.memory_dtype!r}")

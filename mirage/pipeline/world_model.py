@@ -1,7 +1,8 @@
 """MiragePipeline: chunk-by-chunk camera-controlled video generation with a spatial memory.
 
-Per chunk, every step of the loop is visible in `generate`:
-read memory -> denoise -> decode -> depth -> encode -> masks -> insert.
+Per chunk, every step of the loop is visible in `generate`, in the order of `STAGES`:
+read memory -> denoise -> decode -> encode -> masks -> depth (estimate, align) -> insert.
+The first frame goes through the last four before the first chunk.
 """
 
 from __future__ import annotations
@@ -14,20 +15,22 @@ import torch
 from tqdm.auto import tqdm
 
 from mirage.geometry import Cameras
-from mirage.memory import LatentSpatialMemory, RGBPointCache
-from mirage.pipeline.chunks import plan_chunks
-from mirage.pipeline.conditioning import Memory, read_memory, side_condition
+from mirage.memory import make_memory
+from mirage.pipeline.chunks import num_context, plan_chunks
+from mirage.pipeline.conditioning import chunk_context, observation, side_condition
 from mirage.pipeline.config import GenerationConfig
+from mirage.pipeline.offload import Offload
 from mirage.pipeline.sampling import sample_chunk
 
-STAGES = ("read", "denoise", "decode", "depth", "encode", "masks", "insert")
+STAGES = ("read", "denoise", "decode", "encode", "masks", "depth", "insert")
+WRITE_STAGES = STAGES[3:]  # what the first frame goes through
 
 
 @dataclass
 class GenerationResult:
     frames: torch.Tensor  # [N,3,H,W] in [0,1]; frame 0 is the input image
     latents: list[torch.Tensor]  # per chunk [k+1,C,h,w]: first-frame slot + generated targets
-    memory: Memory  # the final memory (None for memory="none")
+    memory: object  # the final SpatialMemory (NoMemory for memory="none")
     timings: list[dict]  # per chunk: seconds per stage, cache points and bytes after it
     metadata: dict = field(default_factory=dict)
 
@@ -38,16 +41,20 @@ class MiragePipeline:
     Args:
         transformer: `mirage.models.transformer.MirageTransformer` (side branch loaded).
         vae: `mirage.models.vae.VideoVAE`.
-        scheduler: a diffusers flow-matching scheduler (`make_scheduler(shift)`).
+        scheduler: a diffusers flow-matching scheduler (`make_scheduler(shift)`); each call
+            samples with a copy set to the config's `shift`.
         depth: a `mirage.perception.DepthProvider` (metric or up to scale).
         masks: a `mirage.perception.MaskProvider` (dynamic objects, sky), or None.
         text_encoder, tokenizer: UMT5 for prompts, or None (then pass `prompt_embeds` or get the
             zero null embedding).
+        device: the execution device (default: the transformer's).
+        offload: keep the models on the CPU and move each to `device` only while it runs.
     """
 
     def __init__(
-        self, transformer, vae, scheduler, depth, masks=None, text_encoder=None, tokenizer=None
-    ):
+        self, transformer, vae, scheduler, depth, masks=None, text_encoder=None, tokenizer=None,
+        device: str | torch.device | None = None, offload: bool = False,
+    ):  # fmt: skip
         self.transformer = transformer
         self.vae = vae
         self.scheduler = scheduler
@@ -55,10 +62,8 @@ class MiragePipeline:
         self.masks = masks
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
-
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.device
+        self.device = torch.device(device) if device is not None else transformer.device
+        self.offload = Offload(self.device, offload)
 
     # --- checks and text ------------------------------------------------------------------
 
@@ -95,22 +100,24 @@ class MiragePipeline:
         from mirage.models.text import encode_prompts, null_embedding
 
         if prompt and self.text_encoder is not None:
-            return encode_prompts(self.text_encoder, self.tokenizer, [prompt]).to(self.device)
+            with self.offload.running(self.text_encoder):
+                return encode_prompts(self.text_encoder, self.tokenizer, [prompt]).to(self.device)
         # Zero text: every token is the same vector, so cross-attention does not depend on the
         # length; one token is enough.
         return null_embedding(self.transformer.config.text_dim, 1, device=self.device)
 
-    def _new_memory(self, cfg: GenerationConfig) -> Memory:
-        if cfg.memory == "latent":
-            return LatentSpatialMemory(
-                self.vae.z_dim,
-                voxel_size=cfg.voxel_size,
-                dtype=getattr(torch, cfg.memory_dtype),
-                device=self.device,
-            )
-        if cfg.memory == "rgb":
-            return RGBPointCache(encode=self.vae.encode_images, device=self.device)
-        return None
+    def sampler(self, shift: float):
+        """A copy of the scheduler with flow shift `shift` (what `--shift` sets)."""
+        cfg = self.scheduler.config
+        key = "flow_shift" if "flow_shift" in cfg else "shift" if "shift" in cfg else None
+        if key is None:
+            raise ValueError(f"{type(self.scheduler).__name__} has no flow shift to set")
+        return type(self.scheduler).from_config(cfg, **{key: float(shift)})
+
+    def _encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Image latents of frames [T,3,H,W], the VAE on the device while it runs."""
+        with self.offload.running(self.vae.vae):
+            return self.vae.encode_images(frames, batch_size=len(frames))
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -133,49 +140,47 @@ class MiragePipeline:
         text = self._text(prompt, prompt_embeds)
         null_text = torch.zeros_like(text) if cfg.guidance_scale > 1 else None
         gen = torch.Generator().manual_seed(cfg.seed)  # CPU noise: same on every device
-        memory = self._new_memory(cfg)
+        scheduler = self.sampler(cfg.shift)
+        memory = make_memory(
+            cfg.memory, self.vae.z_dim, encode=self._encode, voxel_size=cfg.voxel_size,
+            dtype=getattr(torch, cfg.memory_dtype), device=dev, fusion=cfg.fusion,
+        )  # fmt: skip
 
-        # Init: the first frame seeds the memory.
-        first = self.vae.encode_images(image[None])  # [1,C,h,w]
-        init_times: dict = {}
-        self._update(memory, image[None], first, cameras[0], [0], init_times, latent_hw)
+        # Init: the first frame, encoded, seeds the memory.
+        init_times = dict.fromkeys(WRITE_STAGES, 0.0)
+        first = self._write(memory, image[None], cameras[0], [0], init_times)  # [1,C,h,w]
         frames, chunk_latents, timings = [image[None].cpu()], [], []
-        context = first[:0]  # no preceding latents before the first chunk
+        targets = first[:0]
 
         for chunk in tqdm(plan, desc="chunks", disable=not progress):
             times = dict.fromkeys(STAGES, 0.0)
             slots = chunk.latent_frames  # video frame of each latent slot (slot 0 = given frame)
-            # 1. read the memory for the chunk's latent-frame cameras
+            context = chunk_context(targets, num_context(chunk.index, cfg.context_latents))
+            # 1. read the memory for the chunk's latent-frame cameras (context slots get none)
             with _timed(times, "read", dev):
-                readout = read_memory(memory, cameras[slots], self.vae.z_dim, latent_hw)
-                cond = side_condition(readout, len(context))
+                cond = side_condition(memory.read(cameras[slots], latent_hw), len(context))
             # 2. denoise the target slots; context and first frame are clean (t = 0)
             noise = torch.randn(len(slots) - 1, *first.shape[1:], generator=gen).to(dev)
-            with _timed(times, "denoise", dev):
+            with _timed(times, "denoise", dev), self.offload.running(self.transformer):
                 targets = sample_chunk(
-                    self.transformer, self.scheduler, torch.cat([context, first]), noise, text,
+                    self.transformer, scheduler, torch.cat([context, first]), noise, text,
                     cond, cfg.num_inference_steps, cfg.guidance_scale, null_text,
                     cfg.side_scale, progress,
                 )  # fmt: skip
             # 3. decode the chunk (slot 0 decodes to the given first frame)
-            with _timed(times, "decode", dev):
+            with _timed(times, "decode", dev), self.offload.running(self.vae.vae):
                 video = self.vae.decode(torch.cat([first, targets]))  # [4k+1,3,H,W]
             frames.append(video[1:].cpu())
             chunk_latents.append(torch.cat([first, targets]).cpu())
-            # 4-7. depth, re-encode, masks and insert for the new latent-aligned frames
-            aligned = video[4::4]  # frames start + 4m, m >= 1
-            new_latents = self._update(
-                memory, aligned, None, cameras[slots[1:]], slots[1:], times, latent_hw
-            )
-            first = new_latents[-1:]  # the chunk's last frame, clean, opens the next chunk
-            context = (
-                targets[len(targets) - cfg.context_latents :] if cfg.context_latents else first[:0]
-            )
-            times.update(_memory_size(memory))
+            # 4-7. the new latent-aligned frames (start + 4m, m >= 1) go back into the memory;
+            # the clean latent of the chunk's last frame opens the next chunk
+            first = self._write(memory, video[4::4], cameras[slots[1:]], slots[1:], times)[-1:]
+            times.update(cache_points=memory.num_points, cache_bytes=memory.nbytes)
             timings.append(times)
 
         metadata = {
             "config": asdict(cfg),
+            "sampler": {"class": type(scheduler).__name__, **_shift_of(scheduler)},
             "num_frames": len(cameras),
             "size": [cameras.height, cameras.width],
             "latent_hw": list(latent_hw),
@@ -188,46 +193,32 @@ class MiragePipeline:
         }
         return GenerationResult(torch.cat(frames), chunk_latents, memory, timings, metadata)
 
-    def _update(self, memory, frames, latents, cameras, indices, times, latent_hw):
-        """Depth, clean latents and exclusion masks of `frames`, inserted into `memory`.
+    def _write(self, memory, frames, cameras, indices, times) -> torch.Tensor:
+        """Stages 4-7 for frames [T,3,H,W]: encode, masks, depth, insert; returns the latents.
 
-        Returns the clean image latents of `frames` [T,C,h,w] (encoded here unless given).
+        Every memory kind gets the same encoded latents (the VAE is not batch-invariant to the
+        last bit), so modes differ only through the side-branch input.
         """
         dev = self.device
         idx = torch.tensor(indices, device=dev)
-        if latents is None:
-            # Every memory mode encodes the same frames (the VAE is not batch-invariant to the
-            # last bit), so modes differ only through the side-branch input.
-            with _timed(times, "encode", dev):
-                latents = self.vae.encode_images(frames)
-        if memory is None:
+        with _timed(times, "encode", dev):
+            latents = self._encode(frames)
+        if not memory.stores_geometry:  # memory off: nothing to estimate or insert
             return latents
-        with _timed(times, "depth", dev):
-            depth = self.depth(frames, cameras, idx)
-            if not getattr(self.depth, "metric", True) and memory.num_points:
-                depth = self._align_scale(memory, depth, cameras, latent_hw)
         with _timed(times, "masks", dev):
             exclude = self.masks(frames, cameras, idx) if self.masks is not None else None
+        with _timed(times, "depth", dev):
+            depth = self.depth(frames, cameras, idx)
+            metric = getattr(self.depth, "metric", True)
+            obs = observation(memory, frames, latents, depth, cameras, exclude, metric)
         with _timed(times, "insert", dev):
-            if isinstance(memory, RGBPointCache):
-                memory.insert(frames, depth, cameras, exclude)
-            else:
-                memory.insert(latents, depth, cameras, exclude)
+            memory.observe(obs)
         return latents
 
-    @staticmethod
-    def _align_scale(memory, depth, cameras, latent_hw):
-        """Scale up-to-scale depth to the depth the memory renders at the same cameras."""
-        from mirage.perception.align import align_depth_scale
 
-        reference, mask = memory.read_depth(cameras, latent_hw)
-        return align_depth_scale(depth, reference, mask)[0]
-
-
-def _memory_size(memory: Memory) -> dict:
-    if memory is None:
-        return {"cache_points": 0, "cache_bytes": 0}
-    return {"cache_points": memory.num_points, "cache_bytes": memory.nbytes}
+def _shift_of(scheduler) -> dict:
+    cfg = scheduler.config
+    return {k: float(cfg[k]) for k in ("flow_shift", "shift") if k in cfg}
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from mirage.memory.latent import FUSION_MODES
 from mirage.training.flow import TIMESTEP_SAMPLING
 
 STAGES = (0, 1, 2)
@@ -28,7 +29,8 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # recompute blocks in backward (memory for time)
     # data (must match generation: context latents and memory settings)
     context_latents: int = 2  # clean latents of the previous chunk in front of the first frame
-    voxel_size: float | None = None  # memory fusion voxel; None appends (generation default)
+    voxel_size: float | str | None = "footprint"  # memory fusion (generation default)
+    fusion: str = "latest"  # memory fusion mode (generation default)
     memory_dtype: str = "bfloat16"  # storage dtype of the memory (generation default)
     batch_size: int = 1  # samples per process per step
     num_workers: int = 0  # DataLoader workers (memory is built in them)
@@ -86,6 +88,8 @@ class TrainConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        if self.fusion not in FUSION_MODES:
+            raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {self.fusion!r}")
         if not 0 <= self.prompt_dropout <= 1:
             raise ValueError(f"`prompt_dropout` must be in [0, 1], got {self.prompt_dropout}")
         if not 0 <= self.ema_decay < 1:

@@ -41,6 +41,7 @@ class PreprocessConfig:
     stride: int = 1  # frame stride inside a clip window
     depth_dir: str | None = None  # <depth_dir>/<clip>/depth.safetensors (default: the clip folder)
     depth_model: str | None = None  # depth model folder for clips without depth files
+    relative_depth: bool = False  # depth files hold depth only up to scale (aligned in training)
     masks_dir: str | None = None  # <masks_dir>/<clip>/masks.safetensors (default: clip folder)
     # models
     vae: str | None = None  # AutoencoderKLWan folder; None with model None = tiny random VAE
@@ -117,7 +118,7 @@ def _resize_nearest(x: torch.Tensor, H: int, W: int) -> torch.Tensor:  # [T,H',W
 
 
 def _real_depth_and_masks(cfg, item, depth_model, frames, cams, source_root):
-    """Depth [T,H,W] and exclusion [T,H,W] of a RealEstate10K clip window."""
+    """Depth [T,H,W], exclusion [T,H,W] and whether the depth is metric, of a clip window."""
     from safetensors.torch import load_file
 
     clip = item["clip"]
@@ -130,9 +131,9 @@ def _real_depth_and_masks(cfg, item, depth_model, frames, cams, source_root):
             raise ValueError(
                 f"{depth_file}: {len(depth)} depth frames, clip needs {int(idx[-1]) + 1}"
             )
-        depth = _resize_nearest(depth[idx].float(), H, W)
+        depth, metric = _resize_nearest(depth[idx].float(), H, W), not cfg.relative_depth
     elif depth_model is not None:
-        depth = depth_model(frames, cams, idx)
+        depth, metric = depth_model(frames, cams, idx), getattr(depth_model, "metric", True)
     else:
         raise FileNotFoundError(f"no depth for clip {clip}: {depth_file} (or pass `depth_model`)")
     exclude = torch.zeros(T, H, W, dtype=torch.bool)
@@ -142,7 +143,7 @@ def _real_depth_and_masks(cfg, item, depth_model, frames, cams, source_root):
         for key in ("dynamic", "sky"):
             if key in masks:
                 exclude |= _resize_nearest(masks[key][idx].to(torch.uint8), H, W).bool()
-    return depth.cpu(), exclude
+    return depth.cpu(), exclude, metric
 
 
 @torch.no_grad()
@@ -210,12 +211,13 @@ def preprocess(cfg: PreprocessConfig) -> Path:
         source: dict = {"index": i}
         if cfg.source == "synthetic":
             depth, exclude = item["depth"], item["dynamic_mask"] | item["sky_mask"]
+            depth_metric = True
             source.update(
                 kind=item["kind"], scene_seed=item["scene_seed"], trajectory=item["trajectory"]
             )
         else:
             cams = Cameras(K, c2w, cfg.height, cfg.width).to(device)
-            depth, exclude = _real_depth_and_masks(
+            depth, exclude, depth_metric = _real_depth_and_masks(
                 cfg, item, depth_model, frames.to(device), cams, cfg.source
             )
             source.update(clip=item["clip"], start=item["start"], stride=cfg.stride)
@@ -230,7 +232,8 @@ def preprocess(cfg: PreprocessConfig) -> Path:
             "num_frames": cfg.num_frames, "chunk_frames": cfg.chunk_frames,
             "height": cfg.height, "width": cfg.width, "channels": vae.z_dim,
             "latent_hw": [cfg.height // vae.spatial_factor, cfg.width // vae.spatial_factor],
-            "source": source,
+            # up-to-scale depth is aligned to the memory in training as in generation
+            "source": source, "depth_metric": depth_metric,
         }  # fmt: skip
         write_shard(path, tensors, meta)
     accelerator.wait_for_everyone()

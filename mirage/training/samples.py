@@ -1,16 +1,18 @@
 """Training samples from shards: a chunk's latents and memory readout, built as generation does.
 
 A sample is chunk c of one clip (chunk_frames = 4k + 1, start = c (chunk_frames - 1), a =
-start / 4 its latent-aligned index). Like `MiragePipeline.generate`:
+start / 4 its latent-aligned index). It uses the rules `MiragePipeline.generate` uses, from
+`mirage.pipeline` (one copy of each):
 
 - the latent sequence is [context | first frame | targets]: context = the last
-  `context_latents` target latents of chunk c - 1 (none for c = 0), first frame = the image
-  latent of frame `start`, targets = the k video latents of chunk c;
-- the memory is a `LatentSpatialMemory` holding the latent-aligned frames 0 .. start, inserted
-  in the same groups as generation (frame 0 alone, then each earlier chunk's k new frames),
-  each as image latents with depth, exclusion mask and camera;
-- the side-branch input is `read_memory` at the cameras of frames start + 4m (m = 0..k) and
-  `side_condition(readout, num_context)` (context slots zero, mask False).
+  `num_context(c, context_latents)` target latents of chunk c - 1 (`chunk_context`), first
+  frame = the image latent of frame `start`, targets = the k video latents of chunk c;
+- the memory (`make_memory("latent", ...)`, the generation default fusion) holds the
+  latent-aligned frames 0 .. start, written in generation's groups (frame 0 alone, then each
+  earlier chunk's k new frames) through `observation`: up-to-scale depth (shards say whether
+  theirs is metric) is aligned to what the memory renders, exactly as generation aligns it;
+- the side-branch input is the memory read at the cameras of frames start + 4m (m = 0..k),
+  through `side_condition(readout, num_context)` (context slots zero, mask False).
 
 Batches must stack, so the batch sampler draws every batch from one group of equal
 `num_context` (first chunks have none) and is a pure function of (seed, step, rank): the data
@@ -27,13 +29,9 @@ from torch.utils.data import Dataset
 
 from mirage.data.shards import check_shard_dir, load_shard
 from mirage.geometry import Cameras
-from mirage.memory import LatentSpatialMemory
-from mirage.pipeline.conditioning import read_memory, side_condition
-
-
-def num_context(chunk: int, context_latents: int, k: int) -> int:
-    """Context latents in front of chunk `chunk`: none for the first, else min(context, k)."""
-    return 0 if chunk == 0 else min(context_latents, k)
+from mirage.memory import FOOTPRINT, make_memory
+from mirage.pipeline.chunks import check_context, num_context
+from mirage.pipeline.conditioning import chunk_context, observation, side_condition
 
 
 def chunk_sample(
@@ -41,14 +39,16 @@ def chunk_sample(
     meta: dict,
     chunk: int,
     context_latents: int = 2,
-    voxel_size: float | None = None,
+    voxel_size: float | str | None = FOOTPRINT,
     memory_dtype: torch.dtype = torch.bfloat16,
+    fusion: str = "latest",
 ) -> dict:
     """Model input of one chunk of a shard: clean latents [C,F,h,w], condition [C+1,F,h,w].
 
     Returns dict(latents, condition, num_clean, text [Lt,D] or None, memory).
     """
     F_chunk = meta["chunk_frames"]
+    check_context(context_latents, F_chunk)
     step, k = F_chunk - 1, (F_chunk - 1) // 4
     n = len(tensors["chunk_latents"])
     if not 0 <= chunk < n:
@@ -57,24 +57,25 @@ def chunk_sample(
     a = chunk * step // 4  # latent-aligned index of the chunk's first frame
     cams = Cameras(tensors["K"], tensors["c2w"], meta["height"], meta["width"])
     image_latents, depth, exclude = tensors["image_latents"], tensors["depth"], tensors["exclude"]
+    metric = bool(meta.get("depth_metric", True))
 
     # 1. the memory as generation holds it at this chunk: frame 0, then k frames per chunk
-    memory = LatentSpatialMemory(C, voxel_size=voxel_size, dtype=memory_dtype)
+    memory = make_memory("latent", C, voxel_size=voxel_size, dtype=memory_dtype, fusion=fusion)
     groups = [slice(0, 1)] + [slice(1 + j * k, 1 + (j + 1) * k) for j in range(chunk)]
     for g in groups:
-        memory.insert(image_latents[g], depth[g], cams[g], exclude[g])
+        obs = observation(memory, None, image_latents[g], depth[g], cams[g], exclude[g], metric)
+        memory.observe(obs)
 
     # 2. [context | first frame | targets]
-    nc = num_context(chunk, context_latents, k)
+    nc = num_context(chunk, context_latents)
     prev = tensors["chunk_latents"][chunk - 1, 1:] if chunk > 0 else image_latents[:0]
-    context = prev[len(prev) - nc :] if nc else image_latents[:0]
+    context = chunk_context(prev, nc)
     first = image_latents[a : a + 1]
     targets = tensors["chunk_latents"][chunk, 1:]
     latents = torch.cat([context, first, targets]).permute(1, 0, 2, 3).contiguous()  # [C,F,h,w]
 
     # 3. side-branch input: readout at the cameras of frames start + 4m, context slots empty
-    readout = read_memory(memory, cams[a : a + k + 1], C, (h, w))
-    condition = side_condition(readout, nc)  # [C+1,F,h,w]
+    condition = side_condition(memory.read(cams[a : a + k + 1], (h, w)), nc)  # [C+1,F,h,w]
     return {
         "latents": latents.float(),
         "condition": condition,
@@ -95,22 +96,18 @@ class ShardDataset(Dataset):
         self,
         root,
         context_latents: int = 2,
-        voxel_size: float | None = None,
+        voxel_size: float | str | None = FOOTPRINT,
         memory_dtype: torch.dtype = torch.bfloat16,
+        fusion: str = "latest",
         cache_shards: int = 8,
     ):
-        if context_latents < 0:
-            raise ValueError(f"`context_latents` must be >= 0, got {context_latents}")
         self.headers = check_shard_dir(root)
         first = self.headers[0]
         self.channels, self.latent_hw = first["channels"], tuple(first["latent_hw"])
         self.chunk_frames = first["chunk_frames"]
-        self.k = (self.chunk_frames - 1) // 4
-        self.context_latents, self.voxel_size, self.memory_dtype = (
-            context_latents,
-            voxel_size,
-            memory_dtype,
-        )
+        check_context(context_latents, self.chunk_frames)  # before any training starts
+        self.context_latents, self.voxel_size = context_latents, voxel_size
+        self.memory_dtype, self.fusion = memory_dtype, fusion
         self.items = [
             (i, c)
             for i, hd in enumerate(self.headers)
@@ -125,15 +122,16 @@ class ShardDataset(Dataset):
         """num_context -> item indices with that many context latents (a batch stacks)."""
         out: dict[int, list[int]] = {}
         for idx, (_, c) in enumerate(self.items):
-            out.setdefault(num_context(c, self.context_latents, self.k), []).append(idx)
+            out.setdefault(num_context(c, self.context_latents), []).append(idx)
         return dict(sorted(out.items()))
 
     def __getitem__(self, index: int) -> dict:
         shard, chunk = self.items[index]
         tensors, meta = self._load(self.headers[shard]["path"])
         sample = chunk_sample(
-            tensors, meta, chunk, self.context_latents, self.voxel_size, self.memory_dtype
-        )
+            tensors, meta, chunk, self.context_latents, self.voxel_size, self.memory_dtype,
+            self.fusion,
+        )  # fmt: skip
         del sample["memory"]
         return sample
 

@@ -150,8 +150,9 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     # 2. data: validated before anything heavy (a bad folder fails here, naming the file)
     dataset = ShardDataset(
-        cfg.data, cfg.context_latents, cfg.voxel_size, getattr(torch, cfg.memory_dtype)
-    )
+        cfg.data, cfg.context_latents, cfg.voxel_size, getattr(torch, cfg.memory_dtype),
+        cfg.fusion,
+    )  # fmt: skip
 
     # 3. model: base + side branch (+ LoRA), trainable set by stage
     model = build_model(cfg, dataset.channels)

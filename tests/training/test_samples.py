@@ -31,7 +31,7 @@ def test_layout_of_a_later_chunk(shards):
     assert cond.shape == (17, 5, 4, 4)
     assert not cond[:, :2].any()  # context slots: zeros and mask False
     # memory holds aligned frames 0, 4, 8; brute-force reference: one memory, one insert each
-    ref = LatentSpatialMemory(16)
+    ref = LatentSpatialMemory(16, voxel_size="footprint")
     cams = Cameras(tensors["K"], tensors["c2w"], 32, 32)
     for j in range(3):
         ref.insert(tensors["image_latents"][j : j + 1], tensors["depth"][j : j + 1], cams[j],
@@ -88,6 +88,117 @@ def test_readout_equals_pipeline_readout(monkeypatch):
         assert ours.shape == conditions[c].shape
         assert torch.equal(ours, conditions[c]), f"chunk {c}"
     assert conditions[1][16].any() and exclude.any()
+
+
+class _Truth:
+    """A pipeline run that "generates" the ground truth, recording what the model is given."""
+
+    def __init__(self, monkeypatch, chunk_frames, num_frames, depth=None, pose_scale=1.0):
+        comp = tiny_components(0)
+        self.vae = VideoVAE(comp.vae)
+        self.scene = make_scene(5, "outdoor", num_dynamic=1)
+        cams = make_trajectory("orbit", self.scene.start_camera(32, 32), num_frames,
+                               up=(0.0, 1.0, 0.0))  # fmt: skip
+        self.gt = self.scene.render(cams, torch.arange(num_frames))
+        c2w = cams.c2w.clone()
+        c2w[:, :3, 3] *= pose_scale  # poses known only up to scale
+        self.cams = Cameras(cams.K, c2w, 32, 32)
+        starts = iter(range(0, num_frames, chunk_frames - 1))
+        monkeypatch.setattr(self.vae, "decode", lambda z: self.gt.rgb[(a := next(starts)) : a + chunk_frames])
+        self.clean, self.cond, self.memories = [], [], []
+        real_read = LatentSpatialMemory.read
+        step = chunk_frames - 1
+        # the "denoised" targets are the true video latents, as the shard stores them
+        truth = [self.vae.encode_video(self.gt.rgb[a : a + chunk_frames])[1:]
+                 for a in range(0, num_frames - 1, step)]  # fmt: skip
+
+        def sample(tr, sch, clean, noise, *args, **kw):
+            self.clean.append(clean.clone())
+            self.cond.append(args[1].clone())
+            return truth[len(self.clean) - 1]
+
+        def read(memory, *args, **kw):
+            self.memories.append(memory.positions.clone())
+            return real_read(memory, *args, **kw)
+
+        monkeypatch.setattr(world_model, "sample_chunk", sample)
+        monkeypatch.setattr(LatentSpatialMemory, "read", read)
+        self.depth = depth or GroundTruthDepth(self.scene)
+        model = MirageTransformer.from_base(comp.transformer)
+        self.pipe = MiragePipeline(model, self.vae, comp.scheduler, self.depth,
+                                   GroundTruthMasks(self.scene))  # fmt: skip
+
+    def generate(self, **cfg):
+        cfg = GenerationConfig(num_inference_steps=1, **cfg)
+        return self.pipe.generate(self.gt.rgb[0], self.cams, config=cfg, progress=False)
+
+    def shard(self, chunk_frames, metric=True):
+        aligned = torch.arange(0, len(self.cams), 4)
+        depth = self.depth(self.gt.rgb[aligned], self.cams[aligned], aligned)
+        full = torch.zeros_like(self.gt.depth)
+        full[aligned] = depth
+        exclude = self.pipe.masks(self.gt.rgb, self.cams, torch.arange(len(self.cams)))
+        tensors = clip_tensors(self.vae, self.gt.rgb, full, exclude, self.cams.K, self.cams.c2w,
+                               chunk_frames)  # fmt: skip
+        meta = {"chunk_frames": chunk_frames, "channels": 16, "latent_hw": [4, 4], "height": 32,
+                "width": 32, "depth_metric": metric}  # fmt: skip
+        return tensors, meta
+
+
+@pytest.mark.parametrize("chunk_frames", [5, 9, 13])
+def test_context_rule_grid_training_equals_generation(monkeypatch, chunk_frames):
+    k = (chunk_frames - 1) // 4
+    for context in range(k + 1):
+        run = _Truth(monkeypatch, chunk_frames, 1 + 2 * (chunk_frames - 1))
+        run.generate(chunk_frames=chunk_frames, context_latents=context)
+        tensors, meta = run.shard(chunk_frames)
+        for c in range(2):
+            ours = chunk_sample(tensors, meta, c, context_latents=context)
+            nc = ours["num_clean"]
+            assert nc == len(run.clean[c]) == (1 if c == 0 else context + 1), (k, context, c)
+            assert torch.equal(ours["condition"], run.cond[c]), (k, context, c)
+            clean = ours["latents"][:, :nc].permute(1, 0, 2, 3)
+            torch.testing.assert_close(clean, run.clean[c], rtol=0, atol=1e-4)
+
+
+def test_context_longer_than_a_chunk_is_refused_by_both(shards):
+    with pytest.raises(ValueError, match=r"`context_latents` must be in 0\.\.2"):
+        GenerationConfig(chunk_frames=9, context_latents=3)
+    tensors, meta = load_shard(shards / shard_name(0))  # chunks of 9
+    with pytest.raises(ValueError, match=r"`context_latents` must be in 0\.\.2"):
+        chunk_sample(tensors, meta, 1, context_latents=3)
+    with pytest.raises(ValueError, match=r"`context_latents` must be in 0\.\.2"):
+        ShardDataset(shards, context_latents=3)
+
+
+class _PerFrameScale:
+    """Ground-truth depth times a different unknown factor per frame, declared up to scale."""
+
+    metric = False
+
+    def __init__(self, scene):
+        self.gt = GroundTruthDepth(scene)
+
+    def __call__(self, frames, cameras, idx):
+        factor = 0.5 + 0.3 * idx.float()  # frame 0: 0.5, frame 4: 1.7, frame 8: 2.9, ...
+        return self.gt(frames, cameras, idx) * factor[:, None, None]
+
+
+@pytest.mark.parametrize("pose_scale", [1.0, 0.4])
+def test_training_memory_equals_generation_memory_for_relative_depth(monkeypatch, pose_scale):
+    scene = make_scene(5, "outdoor", num_dynamic=1)
+    run = _Truth(monkeypatch, 9, 17, depth=_PerFrameScale(scene), pose_scale=pose_scale)
+    run.generate(chunk_frames=9, context_latents=2)
+    generated = run.memories[1]  # the memory chunk 1 reads: frames 0, 4 and 8
+    tensors, meta = run.shard(9, metric=False)
+    ours = chunk_sample(tensors, meta, 1)["memory"].positions
+    assert ours.shape == generated.shape and len(ours) > 10
+    centre = run.cams.centers[0]
+    rel = (ours - generated).norm(dim=1) / (generated - centre).norm(dim=1)
+    assert rel.max() < 0.01
+    # inserted as it comes (the old training path), the same depth builds another memory
+    unaligned = chunk_sample(tensors, dict(meta, depth_metric=True), 1)["memory"].positions
+    assert unaligned.shape != generated.shape or (unaligned - generated).norm(dim=1).max() > 0.5
 
 
 def test_step_batches_pure_and_grouped(shards):
