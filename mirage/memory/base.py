@@ -44,12 +44,12 @@ def empty_readout(T: int, channels: int, latent_hw: tuple[int, int], device=None
 class Observation:
     """Everything one step of the loop produced for T frames of H x W images.
 
-    frames [T,3,H,W] in [0,1]; latents [T,C,h,w] (their clean image latents); depth [T,H,W]
+    frames [T,3,H,W] in [0,1] (None where only latents exist, e.g. training shards); latents [T,C,h,w] (their clean image latents); depth [T,H,W]
     z-depth (0 / +inf = none); cameras of the H x W images; exclude [T,H,W] bool or None
     (dynamic objects, sky: never stored).
     """
 
-    frames: torch.Tensor
+    frames: torch.Tensor | None
     latents: torch.Tensor
     depth: torch.Tensor
     cameras: Cameras
@@ -58,7 +58,13 @@ class Observation:
 
 @runtime_checkable
 class SpatialMemory(Protocol):
-    """A persistent 3D cache the loop writes after each chunk and reads for the next."""
+    """A persistent 3D cache the loop writes after each chunk and reads for the next.
+
+    `stores_geometry` says whether `observe` uses depth and exclusion at all (False only for
+    the memory that is off), so the loop can skip estimating them.
+    """
+
+    stores_geometry: bool
 
     def observe(self, obs: Observation) -> int:
         """Keep what this memory needs of `obs`; returns the points added."""
@@ -88,6 +94,7 @@ class NoMemory:
         self.device = torch.device(device)
         self.latent_hw: tuple[int, int] | None = None
 
+    stores_geometry = False
     num_points = 0
     nbytes = 0
 

@@ -79,6 +79,8 @@ class LatentSpatialMemory:
       the mean of) the stored point unless it lies behind it by more than half a voxel.
     """
 
+    stores_geometry = True
+
     def __init__(
         self,
         channels: int,

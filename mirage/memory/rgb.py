@@ -38,6 +38,8 @@ class RGBPointCache:
     Colours are stored as uint8 (3 bytes a point), the most compact honest choice.
     """
 
+    stores_geometry = True
+
     def __init__(self, encode: Encoder | None = None, device: str | torch.device = "cpu"):
         self.encode = encode
         self.device = torch.device(device)
@@ -57,6 +59,8 @@ class RGBPointCache:
 
     def observe(self, obs: Observation) -> int:
         """SpatialMemory: keep the colours of an observation (its latents are not needed)."""
+        if obs.frames is None:
+            raise ValueError("an RGB point cache needs the observation's `frames`")
         return self.insert(obs.frames, obs.depth, obs.cameras, obs.exclude)
 
     def insert(
