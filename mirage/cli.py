@@ -52,6 +52,9 @@ def demo(
     typer.echo(f"wrote side_by_side.mp4, return_frames.png, metrics.json, videos/ to {out}")
 
 
+VOXEL_HELP = "Memory fusion: footprint (bounded, default) | none (append) | a voxel size."
+
+
 # --- generate -------------------------------------------------------------------------------
 
 
@@ -75,7 +78,10 @@ def generate(
     chunk_frames: int = typer.Option(33, help="Frames per chunk (4k + 1)."),
     steps: int = typer.Option(20, help="Denoising steps per chunk."),
     guidance: float = typer.Option(1.0, help="Classifier-free guidance scale (1 = off)."),
-    voxel_size: float = typer.Option(None, help="Fuse memory points per voxel of this size."),
+    shift: float = typer.Option(5.0, help="Flow-matching timestep shift of the sampler."),
+    context_latents: int = typer.Option(2, help="Previous-chunk latents as context (0..k)."),
+    voxel_size: str = typer.Option("footprint", help=VOXEL_HELP),
+    fusion: str = typer.Option("latest", help="How a stored surface takes a new view: latest | mean."),
     seed: int = typer.Option(0, help="Noise seed."),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N."),
     dtype: str = typer.Option("float32", help="Transformer dtype: float32 | bfloat16."),
@@ -84,12 +90,14 @@ def generate(
     """Generate a camera-controlled video chunk by chunk with a spatial memory."""
     from mirage.data.world import parse_size
     from mirage.pipeline import GenerationConfig
+    from mirage.pipeline.config import parse_voxel_size
     from mirage.pipeline.runner import GenerateJob, run_generate
 
     try:
         config = GenerationConfig(
-            chunk_frames=chunk_frames, num_inference_steps=steps, guidance_scale=guidance,
-            memory=memory, voxel_size=voxel_size, seed=seed,
+            chunk_frames=chunk_frames, num_inference_steps=steps, shift=shift,
+            guidance_scale=guidance, context_latents=context_latents, memory=memory,
+            voxel_size=parse_voxel_size(voxel_size), fusion=fusion, seed=seed,
         )  # fmt: skip
         job = GenerateJob(
             model=model, out=out, trajectory=trajectory, frames=frames,
@@ -180,15 +188,25 @@ def train(
 # --- memory ---------------------------------------------------------------------------------
 
 
+def _load_memory(path: Path):
+    """A saved memory of either kind, or one line saying what is wrong with the file."""
+    from mirage.memory import load_memory
+
+    try:
+        return load_memory(path)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+
+
 @memory_app.command("info")
 def memory_info(path: Path = typer.Argument(..., help="A memory.safetensors file.")):
-    """Print the size and configuration of a saved LatentSpatialMemory."""
-    from mirage.memory import LatentSpatialMemory
-
-    mem = LatentSpatialMemory.load(path)
+    """Print the size and configuration of a saved memory (latent or RGB)."""
+    mem = _load_memory(path)
+    config = getattr(mem, "config", dict)()
+    settings = ", ".join(f"{k} {v}" for k, v in config.items() if k != "latent_hw")
     typer.echo(
-        f"{path}: {mem.num_points} points, {mem.channels} channels, dtype {mem.dtype}, "
-        f"voxel_size {mem.voxel_size}, {mem.nbytes / 2**20:.3f} MiB"
+        f"{path}: {type(mem).__name__}, {mem.num_points} points"
+        + (f", {settings}" if settings else "") + f", {mem.nbytes / 2**20:.3f} MiB"
     )
 
 
@@ -197,10 +215,8 @@ def memory_export_ply(
     path: Path = typer.Argument(..., help="A memory.safetensors file."),
     out: Path = typer.Argument(..., help="The .ply file to write."),
 ):
-    """Write a saved memory as a coloured point cloud (PCA of latents to RGB)."""
-    from mirage.memory import LatentSpatialMemory
-
-    LatentSpatialMemory.load(path).export_ply(out)
+    """Write a saved memory as a coloured point cloud (latents: PCA to RGB)."""
+    _load_memory(path).export_ply(out)
     typer.echo(f"wrote {out}")
 
 
@@ -226,7 +242,7 @@ def _eval_command(protocol: str):
         memory: str = typer.Option("latent", help="latent | rgb | none."),
         chunk_frames: int = typer.Option(33, help="Frames per chunk (4k + 1)."),
         steps: int = typer.Option(20, help="Denoising steps per chunk."),
-        voxel_size: float = typer.Option(None, help="Fuse memory points per voxel of this size."),
+        voxel_size: str = typer.Option("footprint", help=VOXEL_HELP),
         target_stride: int = typer.Option(1, help="Novel views: score every k-th frame."),
         lpips_backbone: Path = typer.Option(None, help="alexnet-owt-7be5be79.pth (TORCH_HOME)."),
         prompt: str = typer.Option(None, help="Text prompt (needs a text encoder in --model)."),
@@ -237,11 +253,12 @@ def _eval_command(protocol: str):
         from mirage.data.world import parse_size
         from mirage.eval.run import EvalJob, run_eval
         from mirage.pipeline import GenerationConfig
+        from mirage.pipeline.config import parse_voxel_size
 
         try:
             config = GenerationConfig(
                 chunk_frames=chunk_frames, num_inference_steps=steps, memory=memory,
-                voxel_size=voxel_size, seed=seed,
+                voxel_size=parse_voxel_size(voxel_size), seed=seed,
             )  # fmt: skip
             job = EvalJob(
                 protocol=protocol, model=model, out=out, synthetic=synthetic, re10k=re10k,

@@ -19,7 +19,7 @@ diffusers and transformers are imported inside the functions so `import mirage` 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,7 @@ class WanComponents:
 
     `text_encoder` and `tokenizer` are None for models without a text encoder (the tiny
     default model, or `load_text_encoder=False`); use `mirage.models.text.null_embedding` or
-    precomputed embeddings then. `offload_hooks` holds accelerate's CPU-offload hooks when
-    `cpu_offload=True` (keep the object alive while the models are used).
+    precomputed embeddings then.
     """
 
     vae: Any  # diffusers AutoencoderKLWan
@@ -59,7 +58,6 @@ class WanComponents:
     text_encoder: Any | None  # transformers UMT5EncoderModel
     tokenizer: Any | None  # transformers tokenizer for UMT5
     scheduler: Any  # diffusers UniPCMultistepScheduler (flow prediction)
-    offload_hooks: list = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,9 +278,9 @@ def load_wan_components(
     """Load a local Wan2.2 diffusers folder (transformer, VAE, scheduler, UMT5 + tokenizer).
 
     `dtype` applies to the transformer and text encoder; the VAE runs in `vae_dtype` (fp32 by
-    default, as Wan recommends). `cpu_offload=True` keeps the models on the CPU and moves each
-    to `device` only while it runs (accelerate hooks, model-level, like diffusers'
-    `enable_model_cpu_offload`); it needs an accelerator `device`. `enable_vae_tiling` turns
+    default, as Wan recommends). `cpu_offload=True` leaves the models on the CPU (the pipeline
+    moves each to `device` for the stage that runs it: `mirage.pipeline.offload`); it needs an
+    accelerator `device`. `enable_vae_tiling` turns
     on diffusers' spatial VAE tiling for large frames. Raises FileNotFoundError listing every
     missing file before loading anything.
     """
@@ -317,16 +315,7 @@ def load_wan_components(
         if m is not None:
             m.eval()
             m.requires_grad_(False)
-    hooks: list = []
-    if cpu_offload:
-        from accelerate import cpu_offload_with_hook
-
-        prev = None
-        for m in (text_encoder, transformer, vae):
-            if m is not None:
-                _, prev = cpu_offload_with_hook(m, device, prev_module_hook=prev)
-                hooks.append(prev)
     return WanComponents(
         vae=vae, transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer,
-        scheduler=scheduler, offload_hooks=hooks,
+        scheduler=scheduler,
     )  # fmt: skip

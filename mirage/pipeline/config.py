@@ -47,3 +47,17 @@ class GenerationConfig:
             )
         if not isinstance(getattr(torch, self.memory_dtype, None), torch.dtype):
             raise ValueError(f"`memory_dtype` must name a torch dtype, got {self.memory_dtype!r}")
+
+
+def parse_voxel_size(text: str | float | None) -> float | str | None:
+    """`--voxel-size` as typed: "footprint" (default), "none" (append) or a number of units."""
+    if text is None or isinstance(text, int | float) or text == FOOTPRINT:
+        return text
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            f"`voxel_size` must be {FOOTPRINT!r}, 'none' or a number, got {text!r}"
+        ) from None

@@ -79,5 +79,5 @@ def build_pipeline(
     transformer.eval()
     return MiragePipeline(
         transformer, VideoVAE(parts.vae), parts.scheduler, depth_provider, mask_provider,
-        parts.text_encoder, parts.tokenizer,
+        parts.text_encoder, parts.tokenizer, device=device, offload=offload,
     )  # fmt: skip

@@ -107,9 +107,9 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
 
 
 def write_outputs(result: GenerationResult, out: Path, fps: float = 16.0) -> dict[str, Path]:
-    """Write video.mp4, frames/NNNN.png, metadata.json and, for latent memory, memory.*."""
+    """Write video.mp4, frames/NNNN.png, metadata.json and the memory (memory.safetensors and
+    memory.ply, for a memory that is on)."""
     from mirage.data.video import write_png, write_video
-    from mirage.memory import LatentSpatialMemory
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -121,10 +121,13 @@ def write_outputs(result: GenerationResult, out: Path, fps: float = 16.0) -> dic
     paths["frames"].mkdir(exist_ok=True)
     for i, frame in enumerate(result.frames):
         write_png(paths["frames"] / f"{i:04d}.png", frame)
-    if isinstance(result.memory, LatentSpatialMemory):
-        paths["memory"], paths["ply"] = out / "memory.safetensors", out / "memory.ply"
-        result.memory.save(paths["memory"])
-        result.memory.export_ply(paths["ply"])
+    for key, name, write in (
+        ("memory", "memory.safetensors", result.memory.save),
+        ("ply", "memory.ply", result.memory.export_ply),
+    ):
+        write(out / name)
+        if (out / name).is_file():  # a memory that is off writes nothing
+            paths[key] = out / name
     meta = dict(result.metadata, timings=result.timings)
     text = json.dumps(meta, indent=2)
     with atomic_path(paths["metadata"], ".json") as tmp:

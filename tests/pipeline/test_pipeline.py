@@ -217,3 +217,50 @@ def test_bad_input_fails_before_any_denoising(parts, monkeypatch):
     with pytest.raises(ValueError, match="memory"):
         GenerationConfig(memory="voxels")
     assert calls == []
+
+
+def test_offload_moves_each_model_to_the_device_for_the_stage_that_runs_it(parts, monkeypatch):
+    # On a CPU machine the execution device is the CPU too, so the test watches the mechanism:
+    # "cpu:0" stands for the accelerator (moves to it are recorded, tensors stay put), and each
+    # forward of the transformer, the VAE encoder and decoder must run while its model is there,
+    # one model at a time.
+    from mirage.pipeline.offload import Offload
+
+    tr, vae, sched = parts
+    on_device, ran = set(), []
+
+    def move(self, model, device):
+        (on_device.add if device == torch.device("cpu", 0) else on_device.discard)(id(model))
+        assert len(on_device) <= 1, "one model on the device at a time"
+
+    monkeypatch.setattr(Offload, "move", move)
+    owners = {tr: tr, vae.vae.encoder: vae.vae, vae.vae.decoder: vae.vae}
+    handles = [
+        m.register_forward_pre_hook(
+            lambda mod, args, owner=owner: ran.append((type(mod).__name__, id(owner) in on_device))
+        )
+        for m, owner in owners.items()
+    ]
+    scene, cams, image = _scene_and_cameras(frames=17)
+    for memory in ("latent", "rgb"):
+        pipe = MiragePipeline(tr, vae, sched, GroundTruthDepth(scene), device="cpu:0", offload=True)
+        pipe.generate(image, cams, config=GenerationConfig(**FAST, memory=memory), progress=False)
+    for h in handles:
+        h.remove()
+    kinds = {name for name, _ in ran}
+    assert kinds == {"MirageTransformer", "WanEncoder3d", "WanDecoder3d"}, kinds
+    assert all(loaded for _, loaded in ran), [r for r in ran if not r[1]][:3]
+    assert not on_device  # everything went back to the CPU
+
+
+def test_shift_sets_the_sampler_and_is_recorded(parts):
+    scene, cams, image = _scene_and_cameras(frames=9)
+    pipe = _pipeline(parts, scene)
+    runs = {
+        shift: pipe.generate(image, cams, config=GenerationConfig(**FAST, shift=shift), progress=False)
+        for shift in (1.0, 5.0)
+    }
+    assert not torch.equal(runs[1.0].frames, runs[5.0].frames)
+    for shift, res in runs.items():
+        assert res.metadata["config"]["shift"] == shift
+        assert res.metadata["sampler"]["flow_shift"] == shift  # what the sampler really used
