@@ -24,6 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check mirage tests benchmarks scripts
 	$(PY) -m ruff format --check mirage tests benchmarks scripts
+	$(PY) -m mirage._layers
 
 bench: $(STAMP)
 	$(PY) benchmarks/memory_readout.py

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mirage.eval.frames import check_frames
+
 BACKBONE_FILE = "alexnet-owt-7be5be79.pth"
 BACKBONE_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 HEAD_CHANNELS = (64, 192, 384, 256, 256)  # channels of the five AlexNet ReLU outputs
@@ -167,8 +169,6 @@ class LPIPS(nn.Module):
 
         Frames go through the network `batch_size` at a time (bounded activation memory).
         """
-        from mirage.eval.metrics import check_frames
-
         check_frames(pred, target)
         H, W = pred.shape[-2:]
         if H < MIN_SIZE or W < MIN_SIZE:
