@@ -64,6 +64,8 @@ class AutoencoderConfig:
     refresh_every: int = 3  # steps between new clips (rendering costs about a step on a CPU)
     clip_frames: int = 5  # frames per training clip (4k + 1)
     clips_per_step: int = 2  # causal clips per step
+    clip_every: int = 1  # steps between causal-clip batches: a 5-frame causal clip costs about
+    # ten single frames on a CPU, and image latents (singles) are what the memory stores
     singles_per_step: int = 4  # single frames per step
     # objective and optimisation
     kl_weight: float = 1e-6  # weight of the mean KL to N(0, 1) beside the mean L1
@@ -111,6 +113,7 @@ class AutoencoderConfig:
             "stats_clips",
             "eval_clips",
             "log_every",
+            "clip_every",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
@@ -118,6 +121,8 @@ class AutoencoderConfig:
             raise ValueError("`clips_per_step` and `singles_per_step` must be >= 0")
         if self.clips_per_step + self.singles_per_step < 1:
             raise ValueError("a step needs at least one clip or single frame")
+        if self.clip_every > 1 and self.singles_per_step < 1:
+            raise ValueError("`clip_every` > 1 needs `singles_per_step` >= 1 (steps without clips)")
         if not self.lr > 0:
             raise ValueError(f"`lr` must be > 0, got {self.lr}")
         if self.spatial_factor not in (4, 8):
@@ -366,7 +371,8 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
             pool.refresh()
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        clips, singles = pool.batch(rng, cfg.clips_per_step, cfg.clip_frames, cfg.singles_per_step)
+        n_clips = cfg.clips_per_step if step % cfg.clip_every == 0 else 0
+        clips, singles = pool.batch(rng, n_clips, cfg.clip_frames, cfg.singles_per_step)
         loss, l1 = 0.0, []
         for x in (clips, singles):
             if x is not None:
