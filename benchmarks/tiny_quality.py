@@ -41,9 +41,11 @@ def main(argv=None) -> None:
 
     import torch
 
-    from mirage.demo import DEFAULT_MODEL, HELDOUT_SEEDS, MODES, loop_cameras, run_loop
+    from mirage.atomic import write_json
+    from mirage.eval.loops import HELDOUT_SEEDS, MODES, loop_cameras, run_loop
     from mirage.eval.machine import describe_machine
-    from mirage.eval.report import write_csv, write_json
+    from mirage.eval.report import write_csv
+    from mirage.models.loading import TINY_MODEL_DIR as DEFAULT_MODEL
     from mirage.perception import GroundTruthDepth
     from mirage.pipeline.loading import build_pipeline
     from mirage.synthetic import make_scene

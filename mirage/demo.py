@@ -22,11 +22,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
+from mirage.eval.loops import HELDOUT_SEEDS, MODES, loop_cameras, run_loop
+from mirage.eval.report import return_sheet, side_by_side
+from mirage.models.loading import TINY_MODEL_DIR as DEFAULT_MODEL
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "mirage-tiny"
-HELDOUT_SEEDS = range(900_000, 901_000)  # scene seeds for demos and evaluation, never trained on
-MODES = ("latent", "rgb", "none")
 METRIC_KEYS = (
     "frames",
     "psnr",
@@ -90,126 +89,6 @@ class DemoConfig:
             raise ValueError(f"`steps` must be >= 1, got {self.steps}")
 
 
-# --- one loop, three memories -------------------------------------------------------------------
-
-
-def loop_cameras(scene, height: int, width: int, frames: int, path: str, degrees: float):
-    """Cameras of a go-and-return loop from the scene's start camera: out along `path`, back."""
-    from mirage.data.trajectories import make_trajectory
-
-    start = scene.start_camera(height, width)
-    kwargs = {"degrees": degrees} if path in ("pan_left", "pan_right", "orbit") else {}
-    return make_trajectory("loop", start, frames, path=path, **kwargs)
-
-
-def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
-    """Scores of one generated loop frames [N,3,H,W] against ground truth gt [N,3,H,W].
-
-    Frame 0 is the given image and is left out. PSNR/SSIM per frame 1..N-1; the return frames
-    are those of the way back (closed_loop_plan); closed-loop PSNR compares each return frame
-    with the generated outbound frame at the same pose.
-    """
-    from mirage.eval.metrics import psnr, ssim
-    from mirage.eval.plans import closed_loop_plan
-
-    if frames.shape != gt.shape:
-        raise ValueError(f"`frames` {tuple(frames.shape)} and `gt` {tuple(gt.shape)} differ")
-    N = len(frames)
-    p, s = psnr(frames[1:], gt[1:]).per_frame, ssim(frames[1:], gt[1:]).per_frame
-    pairs = closed_loop_plan(N).pairs
-    ret = torch.tensor([j - 1 for j, _ in pairs])
-    cl = psnr(frames[[j for j, _ in pairs]], frames[[i for _, i in pairs]]).per_frame
-    return {
-        "frames": list(range(1, N)),
-        "psnr": p.tolist(),
-        "ssim": s.tolist(),
-        "psnr_mean": float(p.mean()),
-        "ssim_mean": float(s.mean()),
-        "psnr_return_mean": float(p[ret].mean()),
-        "ssim_return_mean": float(s[ret].mean()),
-        "closed_loop_pairs": [list(x) for x in pairs],
-        "closed_loop_psnr": cl.tolist(),
-        "closed_loop_psnr_mean": float(cl.mean()),
-    }
-
-
-def run_loop(pipe, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, seed: int,
-             modes=MODES, progress: bool = True) -> dict:  # fmt: skip
-    """Generate the loop with each memory mode; returns mode -> dict(frames, metrics).
-
-    `pipe` already holds the scene's depth provider; gt [N,3,H,W] are its rendered frames."""
-    from mirage.pipeline import GenerationConfig
-    from mirage.pipeline.world_model import STAGES
-
-    out = {}
-    for mode in modes:
-        cfg = GenerationConfig(
-            chunk_frames=chunk_frames, num_inference_steps=steps, memory=mode, seed=seed
-        )
-        t0 = time.perf_counter()
-        result = pipe.generate(gt[0], cameras, config=cfg, progress=progress)
-        wall = time.perf_counter() - t0
-        metrics = loop_metrics(result.frames, gt)
-        init = result.metadata.get("init_seconds", {})
-        seconds = {st: init.get(st, 0.0) + sum(t.get(st, 0.0) for t in result.timings)
-                   for st in STAGES}  # fmt: skip
-        metrics["seconds"] = seconds
-        metrics["seconds_total"] = wall
-        metrics["cache_mib_per_chunk"] = [t["cache_bytes"] / 2**20 for t in result.timings]
-        out[mode] = {"frames": result.frames, "metrics": metrics}
-    return out
-
-
-# --- pictures -----------------------------------------------------------------------------------
-
-
-def _label(images: torch.Tensor, text: str) -> torch.Tensor:
-    """Draw `text` at the top left of images [T,3,H,W] in [0,1] (white on a dark band)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    arr = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    out = []
-    for a in arr:
-        im = Image.fromarray(np.ascontiguousarray(a))
-        d = ImageDraw.Draw(im)
-        box = d.textbbox((3, 2), text)
-        d.rectangle((0, 0, box[2] + 3, box[3] + 2), fill=(0, 0, 0))
-        d.text((3, 2), text, fill=(255, 255, 255))
-        out.append(torch.from_numpy(np.asarray(im).copy()))
-    return torch.stack(out).permute(0, 3, 1, 2).float() / 255
-
-
-def side_by_side(panels: dict[str, torch.Tensor], upscale: int) -> torch.Tensor:
-    """Labelled panels [T,3,H,W] each, upscaled (nearest) and joined left to right."""
-    cols = []
-    for name, frames in panels.items():
-        big = frames.repeat_interleave(upscale, 2).repeat_interleave(upscale, 3)
-        cols.append(_label(big, name))
-    return torch.cat(cols, dim=3)
-
-
-def return_sheet(rows: dict[str, torch.Tensor], indices: list[int], scale: int = 2):
-    """Contact sheet [H',W',3] uint8 of frames `indices`, one labelled row per entry."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    from mirage.eval.report import contact_sheet
-
-    imgs = [r[indices].repeat_interleave(scale, 2).repeat_interleave(scale, 3)
-            for r in rows.values()]  # fmt: skip
-    sheet = contact_sheet(imgs)
-    label_w, pad = 56, 2
-    canvas = np.full((sheet.shape[0], sheet.shape[1] + label_w, 3), 255, np.uint8)
-    canvas[:, label_w:] = sheet
-    im = Image.fromarray(canvas)
-    d = ImageDraw.Draw(im)
-    H = imgs[0].shape[2]
-    for i, name in enumerate(rows):
-        d.text((4, pad + i * (H + pad) + H // 2 - 6), name, fill=(0, 0, 0))
-    return np.asarray(im)
-
-
 # --- the job ------------------------------------------------------------------------------------
 
 
@@ -238,9 +117,9 @@ def format_table(metrics: dict) -> str:
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
     """Run the demo of `cfg` and write its files into `cfg.out`."""
-    from mirage.data.video import write_video
+    from mirage.atomic import write_json
+    from mirage.data.video import write_png, write_video
     from mirage.eval.machine import describe_machine
-    from mirage.eval.report import write_json, write_png
     from mirage.models.loading import check_model_dir
     from mirage.pipeline.loading import build_pipeline
     from mirage.synthetic import make_scene

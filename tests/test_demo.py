@@ -8,15 +8,9 @@ import math
 import pytest
 import torch
 
-from mirage.demo import (
-    METRIC_KEYS,
-    MODES,
-    DemoConfig,
-    finite_numbers,
-    loop_metrics,
-    return_sheet,
-    side_by_side,
-)
+from mirage.demo import METRIC_KEYS, DemoConfig, finite_numbers
+from mirage.eval.loops import MODES, loop_metrics
+from mirage.eval.report import return_sheet, side_by_side
 
 
 def _frames(T, H=16, W=16, seed=0):

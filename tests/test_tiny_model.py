@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from mirage.demo import DEFAULT_MODEL, HELDOUT_SEEDS, loop_cameras, run_loop
+from mirage.eval.loops import HELDOUT_SEEDS, loop_cameras, run_loop
+from mirage.models.loading import TINY_MODEL_DIR as DEFAULT_MODEL
 from mirage.training.autoencoder import AutoencoderConfig, lr_at, train_autoencoder
 
 # Floors measured on the shipped weights (MODEL_CARD.md), set below the measured values with

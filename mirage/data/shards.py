@@ -29,7 +29,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mirage.atomic import atomic_path
+from mirage.atomic import atomic_path, write_json
 
 SHARD_FORMAT = "mirage.shard"
 SHARD_VERSION = 1
@@ -145,9 +145,7 @@ def write_index(root: str | Path, names: list[str], config: dict) -> Path:
     path = Path(root) / INDEX_NAME
     index = {"format": SHARD_FORMAT, "version": SHARD_VERSION, "shards": sorted(names)}
     index["config"] = config
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(index, f, indent=2, default=str)
-    return path
+    return write_json(path, index)
 
 
 SAME = ("chunk_frames", "height", "width", "channels", "latent_hw")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from mirage.atomic import atomic_path
+from mirage.atomic import write_json
 from mirage.geometry import Cameras
 
 PRESETS = (
@@ -334,8 +334,7 @@ def save_trajectory(path: str | Path, cameras: Cameras) -> None:
         "K": cameras.K.cpu().tolist(),
         "c2w": cameras.c2w.cpu().tolist(),
     }
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(doc, f)
+    write_json(path, doc, indent=None)
 
 
 def load_trajectory(path: str | Path) -> Cameras:

@@ -65,12 +65,14 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: float = 16.0) -> No
             writer.close()
 
 
-def write_png(path: str | Path, image: torch.Tensor) -> None:
-    """Write one image [3,H,W] in [0, 1] as PNG, atomically."""
+def write_png(path: str | Path, image) -> Path:
+    """Write one picture as PNG, atomically: a tensor [3,H,W] in [0, 1] or uint8 [H,W,3]."""
     import imageio.v3 as iio
 
+    pixels = _to_uint8(image[None])[0] if isinstance(image, torch.Tensor) else image
     with atomic_path(path, ".png") as tmp:
-        iio.imwrite(tmp, _to_uint8(image[None])[0])
+        iio.imwrite(tmp, pixels)
+    return Path(path)
 
 
 def colorize_depth(depth: torch.Tensor, far: float | None = None) -> torch.Tensor:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from mirage.atomic import atomic_path
+from mirage.atomic import atomic_path, write_json
 from mirage.data.re10k import write_re10k_cameras
 from mirage.data.trajectories import PRESETS, load_trajectory, make_trajectory, save_trajectory
 from mirage.data.video import colorize_depth, write_png, write_video
@@ -98,6 +97,5 @@ def render_world(
         "num_frames": len(cams), "height": cams.height, "width": cams.width, "fps": fps,
         "fov_deg": fov_deg,
     }  # fmt: skip
-    with atomic_path(paths["world"]) as tmp, open(tmp, "w") as f:
-        json.dump(info, f, indent=2)
+    write_json(paths["world"], info)
     return paths

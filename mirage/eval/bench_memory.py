@@ -218,8 +218,8 @@ def run_memory_benchmark(cfg: MemoryBenchConfig, out_dir: str | Path | None = No
 
 def write_memory_plot(rows: list[dict], path: str | Path, cfg: MemoryBenchConfig) -> Path:
     """Two panels in the manner of the paper's efficiency figure: s/frame and MiB vs chunks."""
+    from mirage.data.video import write_png
     from mirage.eval.plot import Panel, bar_panels
-    from mirage.eval.report import write_png
 
     x = [r["chunks"] for r in rows]
     read = Panel(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import platform
 from pathlib import Path
 
 import torch
 
-from mirage.atomic import atomic_path
+from mirage.atomic import atomic_path, write_json
 
 
 def describe_machine(device: str = "cpu") -> dict:
@@ -46,8 +45,7 @@ def write_rows(rows: list[dict], path: Path, machine: dict) -> None:
     fields = list(rows[0].keys()) if rows else []
     with atomic_path(path, ".csv") as tmp, open(tmp, "w", newline="") as f:
         _write_csv(f, fields, rows)
-    with atomic_path(path.with_suffix(".machine.json"), ".json") as tmp, open(tmp, "w") as f:
-        json.dump(machine, f, indent=2)
+    write_json(path.with_suffix(".machine.json"), machine)
 
 
 def _write_csv(f, fields, rows):

@@ -26,6 +26,7 @@ __all__ = [
     "ssim",
 ]
 
+
 class Score(NamedTuple):
     """A metric over T frames: `per_frame` [T] (float32, CPU) and `mean` (a Python float)."""
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from mirage.atomic import write_json
+from mirage.data.video import write_png
 from mirage.eval.lpips import LPIPS, MetricUnavailable
 from mirage.eval.metrics import psnr, ssim
 from mirage.eval.plans import (
@@ -38,7 +40,7 @@ from mirage.eval.plans import (
     nvs_plan,
     sample_clip_indices,
 )
-from mirage.eval.report import contact_sheet, write_csv, write_json, write_png
+from mirage.eval.report import contact_sheet, write_csv
 from mirage.geometry import Cameras
 
 PSNR_CAP_DB = 100.0  # per-frame PSNR is capped here in tables (an exact match has PSNR = inf)

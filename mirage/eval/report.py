@@ -1,4 +1,4 @@
-"""Result files of an evaluation: atomic CSV / JSON / PNG writes and contact sheets.
+"""Result files of an evaluation: atomic CSV writes and contact sheets.
 
 Unavailable metrics (None) are written as "n/a" in CSV and null in JSON, never as a number.
 """
@@ -7,44 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mirage.atomic import atomic_path
+from mirage.atomic import write_bytes
 
 NA = "n/a"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-
-
-def _plain(value):
-    """JSON-safe copy: tensors -> lists, non-finite floats -> their string ("inf", "nan")."""
-    if isinstance(value, torch.Tensor):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_json(path: str | Path, data: dict) -> Path:
-    """Write `data` as indented, strictly valid JSON (no NaN/Infinity tokens), atomically."""
-    path = Path(path)
-    text = json.dumps(_plain(data), indent=2, allow_nan=False) + "\n"
-    _atomic_write_bytes(path, text.encode("utf-8"))
-    return path
 
 
 def format_cell(value) -> str:
@@ -63,7 +33,7 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str]) -> Path:
     writer.writerow(columns)
     for row in rows:
         writer.writerow([format_cell(row.get(c)) for c in columns])
-    _atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+    write_bytes(path, buf.getvalue().encode("utf-8"))
     return path
 
 
@@ -91,11 +61,49 @@ def contact_sheet(rows: list[torch.Tensor], pad: int = 2) -> np.ndarray:
     return sheet
 
 
-def write_png(path: str | Path, image: np.ndarray) -> Path:
-    """Write a [H,W,3] uint8 picture as PNG, atomically."""
-    import imageio.v3 as iio
+# --- labelled pictures -----------------------------------------------------------------
 
-    path = Path(path)
-    data = iio.imwrite("<bytes>", image, extension=".png")
-    _atomic_write_bytes(path, data)
-    return path
+
+def _label(images: torch.Tensor, text: str) -> torch.Tensor:
+    """Draw `text` at the top left of images [T,3,H,W] in [0,1] (white on a dark band)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    arr = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = []
+    for a in arr:
+        im = Image.fromarray(np.ascontiguousarray(a))
+        d = ImageDraw.Draw(im)
+        box = d.textbbox((3, 2), text)
+        d.rectangle((0, 0, box[2] + 3, box[3] + 2), fill=(0, 0, 0))
+        d.text((3, 2), text, fill=(255, 255, 255))
+        out.append(torch.from_numpy(np.asarray(im).copy()))
+    return torch.stack(out).permute(0, 3, 1, 2).float() / 255
+
+
+def side_by_side(panels: dict[str, torch.Tensor], upscale: int) -> torch.Tensor:
+    """Labelled panels [T,3,H,W] each, upscaled (nearest) and joined left to right."""
+    cols = []
+    for name, frames in panels.items():
+        big = frames.repeat_interleave(upscale, 2).repeat_interleave(upscale, 3)
+        cols.append(_label(big, name))
+    return torch.cat(cols, dim=3)
+
+
+def return_sheet(rows: dict[str, torch.Tensor], indices: list[int], scale: int = 2):
+    """Contact sheet [H',W',3] uint8 of frames `indices`, one labelled row per entry."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    imgs = [r[indices].repeat_interleave(scale, 2).repeat_interleave(scale, 3)
+            for r in rows.values()]  # fmt: skip
+    sheet = contact_sheet(imgs)
+    label_w, pad = 56, 2
+    canvas = np.full((sheet.shape[0], sheet.shape[1] + label_w, 3), 255, np.uint8)
+    canvas[:, label_w:] = sheet
+    im = Image.fromarray(canvas)
+    d = ImageDraw.Draw(im)
+    H = imgs[0].shape[2]
+    for i, name in enumerate(rows):
+        d.text((4, pad + i * (H + pad) + H // 2 - 6), name, fill=(0, 0, 0))
+    return np.asarray(im)

@@ -83,6 +83,7 @@ def run_eval(job: EvalJob, shard: tuple[int, int] | None = None) -> dict:
     """
     from accelerate import Accelerator
 
+    from mirage.atomic import write_json
     from mirage.eval.machine import describe_machine
     from mirage.eval.protocol import (
         evaluate_closed_loop,
@@ -90,7 +91,6 @@ def run_eval(job: EvalJob, shard: tuple[int, int] | None = None) -> dict:
         merge_shards,
         pipeline_generate_fn,
     )
-    from mirage.eval.report import write_json
     from mirage.perception import load_depth_provider, load_mask_provider
     from mirage.pipeline.loading import build_pipeline
 

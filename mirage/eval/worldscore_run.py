@@ -88,7 +88,7 @@ def run_worldscore(job: WorldScoreJob, progress: bool = True) -> list[Path]:
 
     Returns the written frame paths (exactly `total_frames` of them).
     """
-    from mirage.eval.report import write_json
+    from mirage.atomic import write_json
     from mirage.eval.worldscore import read_worldscore_instance, write_worldscore_frames
     from mirage.pipeline.loading import build_pipeline
 

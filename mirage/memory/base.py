@@ -44,9 +44,10 @@ def empty_readout(T: int, channels: int, latent_hw: tuple[int, int], device=None
 class Observation:
     """Everything one step of the loop produced for T frames of H x W images.
 
-    frames [T,3,H,W] in [0,1] (None where only latents exist, e.g. training shards); latents [T,C,h,w] (their clean image latents); depth [T,H,W]
-    z-depth (0 / +inf = none); cameras of the H x W images; exclude [T,H,W] bool or None
-    (dynamic objects, sky: never stored).
+    frames [T,3,H,W] in [0,1] (None where only latents exist, e.g. training shards);
+    latents [T,C,h,w] (their clean image latents); depth [T,H,W] z-depth (0 / +inf = none);
+    cameras of the H x W images; exclude [T,H,W] bool or None (dynamic objects, sky: never
+    stored).
     """
 
     frames: torch.Tensor | None

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mirage.atomic import atomic_path
@@ -68,10 +67,11 @@ class LatentSpatialMemory:
     nearer one:
 
     - "footprint": the memory is read (z-buffer) in the new view first. A valid cell where
-      the view sees the stored point at its own depth (within 10 %) observes that point:
+      the view sees the stored point at its own depth (within 20 %) observes that point:
       its latent is fused ("latest" or "mean"; the point keeps its position, so the coverage
-      earlier views rely on stays). A cell that shows nothing, or a stored point behind the
-      new surface, adds a point. A cell whose new surface lies behind the stored point (the
+      earlier views rely on stays). A cell that shows nothing (unless half its neighbours show a
+      surface at its depth: a gap between resampled points) or a stored point behind the new
+      surface adds a point. A cell whose new surface lies behind the stored point (the
       view sees past an edge) adds nothing. The cache grows only where some view would read
       a hole: it is bounded by the scene's surfaces at the resolution they were seen, not by
       time (`tests/memory` checks a 1,000-frame walk in one room).
@@ -93,8 +93,7 @@ class LatentSpatialMemory:
             raise ValueError(f"`channels` must be a positive integer, got {channels}")
         if voxel_size != FOOTPRINT and voxel_size is not None and not _positive(voxel_size):
             raise ValueError(
-                f"`voxel_size` must be a positive number, {FOOTPRINT!r} or None, "
-                f"got {voxel_size!r}"
+                f"`voxel_size` must be a positive number, {FOOTPRINT!r} or None, got {voxel_size!r}"
             )
         if fusion not in FUSION_MODES:
             raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {fusion!r}")
@@ -363,7 +362,9 @@ class LatentSpatialMemory:
         bad = [k for k in tensors if k in shapes and tuple(tensors[k].shape) != shapes[k]]
         if bad:
             raise ValueError(f"{path} holds tensors of inconsistent shapes: {sorted(bad)}")
-        check_finite(path, {k: tensors[k] for k in ("positions", "features", "means") if k in tensors})
+        check_finite(
+            path, {k: tensors[k] for k in ("positions", "features", "means") if k in tensors}
+        )
         mem.positions = tensors["positions"].float().to(device)
         mem.features = tensors["features"].to(mem.dtype).to(device)
         mem.counts = tensors["counts"].to(torch.int32).to(device)

@@ -25,6 +25,9 @@ from typing import Any
 
 import torch
 
+# The embedded default world model, shipped inside the package (no download).
+TINY_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "mirage-tiny"
+
 # Wan2.2-TI2V-5B VAE latent statistics (vae/config.json of Wan-AI/Wan2.2-TI2V-5B-Diffusers).
 _WAN22_LATENTS_MEAN = [
     -0.2289, -0.0052, -0.1323, -0.2339, -0.2799, 0.0174, 0.1838, 0.1557,

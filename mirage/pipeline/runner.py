@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from mirage.atomic import atomic_path
+from mirage.atomic import write_json
 from mirage.geometry import Cameras
 from mirage.pipeline.config import GenerationConfig
 from mirage.pipeline.world_model import GenerationResult
@@ -128,8 +127,5 @@ def write_outputs(result: GenerationResult, out: Path, fps: float = 16.0) -> dic
         write(out / name)
         if (out / name).is_file():  # a memory that is off writes nothing
             paths[key] = out / name
-    meta = dict(result.metadata, timings=result.timings)
-    text = json.dumps(meta, indent=2)
-    with atomic_path(paths["metadata"], ".json") as tmp:
-        Path(tmp).write_text(text)
+    write_json(paths["metadata"], dict(result.metadata, timings=result.timings))
     return paths

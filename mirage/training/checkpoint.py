@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from mirage.atomic import atomic_path
+from mirage.atomic import write_json
 
 CKPT_DIR = "checkpoints"
 
@@ -52,12 +52,6 @@ def gathered_trainable(accelerator, model) -> dict[str, torch.Tensor]:
     names = {n.replace("_fsdp_wrapped_module.", "") for n in names}
     full = accelerator.get_state_dict(model)  # FULL_STATE_DICT: gathered on the main process
     return {n: t.detach().float().cpu().contiguous() for n, t in full.items() if n in names}
-
-
-def write_json(path: Path, obj) -> None:
-    """Write `obj` as indented JSON atomically (values JSON lacks, such as Paths, as str)."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
 
 
 def replace_dir(tmp: Path, final: Path) -> Path:
