@@ -81,7 +81,9 @@ def generate(
     shift: float = typer.Option(5.0, help="Flow-matching timestep shift of the sampler."),
     context_latents: int = typer.Option(2, help="Previous-chunk latents as context (0..k)."),
     voxel_size: str = typer.Option("footprint", help=VOXEL_HELP),
-    fusion: str = typer.Option("latest", help="How a stored surface takes a new view: latest | mean."),
+    fusion: str = typer.Option(
+        "latest", help="How a stored surface takes a new view: latest | mean."
+    ),
     seed: int = typer.Option(0, help="Noise seed."),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N."),
     dtype: str = typer.Option("float32", help="Transformer dtype: float32 | bfloat16."),
@@ -206,7 +208,8 @@ def memory_info(path: Path = typer.Argument(..., help="A memory.safetensors file
     settings = ", ".join(f"{k} {v}" for k, v in config.items() if k != "latent_hw")
     typer.echo(
         f"{path}: {type(mem).__name__}, {mem.num_points} points"
-        + (f", {settings}" if settings else "") + f", {mem.nbytes / 2**20:.3f} MiB"
+        + (f", {settings}" if settings else "")
+        + f", {mem.nbytes / 2**20:.3f} MiB"
     )
 
 

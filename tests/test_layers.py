@@ -20,7 +20,9 @@ def test_the_package_keeps_the_contract():
 def test_an_upward_import_inside_a_function_is_caught(tmp_path):
     root = _copy_tree(tmp_path)
     path = root / "mirage" / "memory" / "latent.py"
-    path.write_text(path.read_text() + "\n\ndef _late():\n    from mirage.pipeline import plan_chunks\n")
+    path.write_text(
+        path.read_text() + "\n\ndef _late():\n    from mirage.pipeline import plan_chunks\n"
+    )
     new = set(check(root)) - set(check(ROOT))
     upward = "mirage.memory.latent -> mirage.pipeline: upward import (memory -> pipeline)"
     assert upward in new  # (the pipeline imports memory, so a cycle is reported as well)

@@ -305,7 +305,9 @@ def test_factory_makes_each_kind_and_no_memory_sees_nothing():
     assert isinstance(kinds["rgb"], RGBPointCache) and isinstance(kinds["none"], NoMemory)
     assert all(isinstance(m, SpatialMemory) for m in kinds.values())
     cams = Cameras(intrinsics(H, W), torch.eye(4), H, W)
-    obs = Observation(torch.rand(1, 3, H, W), torch.randn(1, C, h, w), torch.full((1, H, W), 2.0), cams)
+    obs = Observation(
+        torch.rand(1, 3, H, W), torch.randn(1, C, h, w), torch.full((1, H, W), 2.0), cams
+    )
     assert kinds["none"].observe(obs) == 0 and kinds["latent"].observe(obs) == h * w
     assert kinds["rgb"].observe(obs) == H * W
     out = kinds["none"].read(cams)

@@ -257,7 +257,9 @@ def test_shift_sets_the_sampler_and_is_recorded(parts):
     scene, cams, image = _scene_and_cameras(frames=9)
     pipe = _pipeline(parts, scene)
     runs = {
-        shift: pipe.generate(image, cams, config=GenerationConfig(**FAST, shift=shift), progress=False)
+        shift: pipe.generate(
+            image, cams, config=GenerationConfig(**FAST, shift=shift), progress=False
+        )
         for shift in (1.0, 5.0)
     }
     assert not torch.equal(runs[1.0].frames, runs[5.0].frames)

@@ -104,7 +104,9 @@ class _Truth:
         c2w[:, :3, 3] *= pose_scale  # poses known only up to scale
         self.cams = Cameras(cams.K, c2w, 32, 32)
         starts = iter(range(0, num_frames, chunk_frames - 1))
-        monkeypatch.setattr(self.vae, "decode", lambda z: self.gt.rgb[(a := next(starts)) : a + chunk_frames])
+        monkeypatch.setattr(
+            self.vae, "decode", lambda z: self.gt.rgb[(a := next(starts)) : a + chunk_frames]
+        )
         self.clean, self.cond, self.memories = [], [], []
         real_read = LatentSpatialMemory.read
         step = chunk_frames - 1
