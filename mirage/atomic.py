@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -56,3 +57,42 @@ def write_json(path: str | Path, data, indent: int | None = 2) -> Path:
     """Write `data` as strictly valid JSON (no NaN/Infinity tokens), atomically."""
     text = json.dumps(_plain(data), indent=indent, allow_nan=False, default=str) + "\n"
     return write_bytes(path, text.encode("utf-8"))
+
+
+def replace_dir(tmp: str | Path, final: str | Path) -> Path:
+    """Rename the complete folder `tmp` to `final`, replacing an old `final` (the atomic step)."""
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return Path(final)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path):
+    """Yield an empty temporary folder beside `final`; on success it becomes `final`.
+
+    A run's folder is then either complete or absent: an interruption leaves only the hidden
+    temporary folder, which the next run into the same place removes.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        replace_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """Refuse an output path that is a file, or a non-empty folder unless `overwrite`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`out` must be a folder, but {out} is a file")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(
+            f"`out` {out} is not empty; pass --overwrite to replace it, or choose a new folder"
+        )
+    return out

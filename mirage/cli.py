@@ -24,6 +24,23 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(memory_app, name="memory")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from mirage import __version__
+
+        typer.echo(f"mirage {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+):
+    """Mirage: latent spatial memory for video world models."""
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 
@@ -60,8 +77,9 @@ VOXEL_HELP = "Memory fusion: footprint (bounded, default) | none (append) | a vo
 
 @app.command()
 def generate(
-    model: Path = typer.Option(..., help="Wan-layout model folder (transformer/, vae/, ...)."),
-    out: Path = typer.Option(..., help="Output folder."),
+    model: str = typer.Option("tiny", help="Model folder, or tiny (the embedded mirage-tiny)."),
+    out: Path = typer.Option(..., help="Output folder (refused if not empty; see --overwrite)."),
+    overwrite: bool = typer.Option(False, help="Replace a non-empty --out folder."),
     branch: Path = typer.Option(None, help="Side-branch checkpoint (default: in --model)."),
     lora: Path = typer.Option(None, help="LoRA checkpoint (default: in --model, if any)."),
     image: Path = typer.Option(None, help="First frame (default: rendered from --scene)."),
@@ -70,13 +88,17 @@ def generate(
     dynamic: int = typer.Option(0, help="Moving objects in the synthetic scene."),
     trajectory: str = typer.Option("orbit", help="A preset name or a trajectory JSON file."),
     frames: int = typer.Option(33, help="Frames for a preset: 1 + n * (chunk_frames - 1)."),
-    size: str = typer.Option(None, help="HEIGHTxWIDTH for presets (default: the image's)."),
+    size: str = typer.Option(None, help="HEIGHTxWIDTH (default: the model's, else the image's)."),
     prompt: str = typer.Option(None, help="Text prompt (needs a text encoder in --model)."),
     memory: str = typer.Option("latent", help="latent | rgb | none."),
     depth: str = typer.Option("gt", help="gt (synthetic scene) or a depth model folder."),
     masks: str = typer.Option("none", help="none | gt | a SAM3 model folder."),
-    chunk_frames: int = typer.Option(33, help="Frames per chunk (4k + 1)."),
-    steps: int = typer.Option(20, help="Denoising steps per chunk."),
+    chunk_frames: int = typer.Option(
+        None, help="Frames per chunk, 4k + 1 (default: the model's, else 33)."
+    ),
+    steps: int = typer.Option(
+        None, help="Denoising steps per chunk (default: the model's, else 20)."
+    ),
     guidance: float = typer.Option(1.0, help="Classifier-free guidance scale (1 = off)."),
     shift: float = typer.Option(5.0, help="Flow-matching timestep shift of the sampler."),
     context_latents: int = typer.Option(2, help="Previous-chunk latents as context (0..k)."),
@@ -93,19 +115,26 @@ def generate(
     from mirage.data.world import parse_size
     from mirage.pipeline import GenerationConfig
     from mirage.pipeline.config import parse_voxel_size
-    from mirage.pipeline.runner import GenerateJob, run_generate
+    from mirage.pipeline.runner import GenerateJob, model_defaults, resolve_model, run_generate
 
     try:
+        model_dir = resolve_model(model)
+        native = model_defaults(model_dir)
+        chunk_frames = chunk_frames or native.get("chunk_frames", 33)
+        steps = steps or native.get("num_inference_steps", 20)
+        if size is None and image is None and "height" in native:
+            size = f"{native['height']}x{native['width']}"
         config = GenerationConfig(
             chunk_frames=chunk_frames, num_inference_steps=steps, shift=shift,
             guidance_scale=guidance, context_latents=context_latents, memory=memory,
             voxel_size=parse_voxel_size(voxel_size), fusion=fusion, seed=seed,
         )  # fmt: skip
         job = GenerateJob(
-            model=model, out=out, trajectory=trajectory, frames=frames,
+            model=model_dir, out=out, trajectory=trajectory, frames=frames,
             size=parse_size(size) if size else None, image=image, scene_seed=scene,
             scene_kind=scene_kind, num_dynamic=dynamic, prompt=prompt, branch=branch, lora=lora,
-            depth=depth, masks=masks, device=device, dtype=dtype, offload=offload, config=config,
+            depth=depth, masks=masks, device=device, dtype=dtype, offload=offload,
+            overwrite=overwrite, config=config,
         )  # fmt: skip
         paths = run_generate(job)
     except (ValueError, FileNotFoundError) as e:

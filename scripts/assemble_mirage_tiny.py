@@ -18,6 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
+GENERATION = {"height": 64, "width": 64, "chunk_frames": 9, "num_inference_steps": 10}
+
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,7 +41,9 @@ def main(argv=None) -> None:
     tmp = out.parent / f".tmp_{out.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    facts: dict = {"name": "mirage-tiny"}
+    # `generation`: the size, chunk length and steps the model was trained for; every command
+    # that takes the model folder reads its defaults from here
+    facts: dict = {"name": "mirage-tiny", "generation": dict(GENERATION)}
 
     if args.vae == "random":
         torch.manual_seed(args.seed)

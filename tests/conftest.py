@@ -21,12 +21,17 @@ def gen():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """A Wan-layout folder (transformer/, vae/, scheduler/) of the tiny random model."""
+    """A Wan-layout folder (transformer/, vae/, scheduler/, a fresh side branch) of the tiny
+    random model."""
     from mirage.models.loading import tiny_components
+    from mirage.models.transformer import MirageTransformer
 
     root = tmp_path_factory.mktemp("tiny-model")
     parts = tiny_components(0)
     parts.transformer.save_pretrained(root / "transformer")
     parts.vae.save_pretrained(root / "vae")
     parts.scheduler.save_pretrained(root / "scheduler")
+    MirageTransformer.from_base(parts.transformer).save_side_branch(
+        root / "side_branch.safetensors"
+    )
     return root

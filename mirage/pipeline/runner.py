@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from mirage.atomic import write_json
+from mirage.atomic import atomic_dir, write_json
 from mirage.geometry import Cameras
 from mirage.pipeline.config import GenerationConfig
 from mirage.pipeline.world_model import GenerationResult
@@ -17,7 +19,7 @@ from mirage.pipeline.world_model import GenerationResult
 @dataclass(frozen=True)
 class GenerateJob:
     model: Path  # Wan-layout model folder (transformer/, vae/, scheduler/, [text_encoder/])
-    out: Path  # output folder
+    out: Path  # output folder (written complete through a temporary folder, or not at all)
     trajectory: str = "orbit"  # a preset of mirage.data.trajectories or a trajectory JSON file
     frames: int = 33  # trajectory length for presets
     size: tuple[int, int] | None = None  # (H, W) for presets; default: the image's size
@@ -33,7 +35,92 @@ class GenerateJob:
     device: str = "cpu"
     dtype: str = "float32"
     offload: bool = False
+    overwrite: bool = False  # replace a non-empty `out`
     config: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """The model folder: None or "tiny" is the embedded mirage-tiny."""
+    from mirage.models.loading import TINY_MODEL_DIR
+
+    return TINY_MODEL_DIR if model is None or str(model) == "tiny" else Path(model)
+
+
+def model_defaults(model: Path) -> dict:
+    """What a model folder was trained for (`mirage.json` "generation": height, width,
+    chunk_frames, num_inference_steps); {} for a folder without one (e.g. plain Wan2.2)."""
+    info = Path(model) / "mirage.json"
+    if not info.is_file():
+        return {}
+    try:
+        return dict(json.loads(info.read_text()).get("generation", {}))
+    except (ValueError, AttributeError) as err:
+        raise ValueError(f"{info} is not valid JSON: {err}") from None
+
+
+def check_job(job: GenerateJob, cameras, image) -> None:
+    """Everything that can be refused before a model loads (all raise ValueError / FNF)."""
+    from mirage.atomic import check_out_dir
+    from mirage.pipeline.chunks import plan_chunks
+    from mirage.pipeline.loading import SIDE_BRANCH_FILE
+
+    check_out_dir(job.out, job.overwrite)
+    root = Path(job.model)
+    if not root.is_dir():
+        raise FileNotFoundError(f"model folder not found: {root}")
+    check_device(job.device)
+    if job.dtype not in DTYPES:
+        raise ValueError(f"`dtype` must be one of {DTYPES}, got {job.dtype!r}")
+    has_branch = job.branch is not None or (root / SIDE_BRANCH_FILE).is_file()
+    if job.config.memory != "none" and not has_branch:
+        raise ValueError(
+            f"`--memory {job.config.memory}` needs a side branch ({SIDE_BRANCH_FILE} in the "
+            "model folder, or --branch); without one the memory changes nothing: pass "
+            "--memory none"
+        )
+    for name, given in (("branch", job.branch), ("lora", job.lora)):
+        if given is not None and not Path(given).is_file():
+            raise FileNotFoundError(f"`{name}` file not found: {given}")
+    has_text = (root / "text_encoder").is_dir()
+    if job.prompt and not has_text:
+        raise ValueError("`--prompt` needs a text encoder (text_encoder/ in the model folder)")
+    if job.config.guidance_scale > 1 and not (has_text and job.prompt):
+        raise ValueError("`--guidance` > 1 needs a prompt and a text encoder to guide with")
+    plan_chunks(len(cameras), job.config.chunk_frames)  # the length fits the chunk plan
+    factor = _spatial_factor(root)
+    H, W = image.shape[1:]
+    if factor and (H % (2 * factor) or W % (2 * factor)):
+        raise ValueError(
+            f"the frame size {H}x{W} must be a multiple of {2 * factor} in both axes for this "
+            f"model (its VAE's spatial factor {factor} x the 2x2 patch)"
+        )
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before anything loads."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"`device` must be cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"`device` {device}: this machine has no CUDA device; use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"`device` {device}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+
+
+def _spatial_factor(model: Path) -> int | None:
+    """The VAE's spatial factor from vae/config.json (without loading weights)."""
+    cfg = model / "vae" / "config.json"
+    if not cfg.is_file():
+        return None
+    data = json.loads(cfg.read_text())
+    return int(data.get("scale_factor_spatial") or 8)
 
 
 def _start_camera(height: int, width: int, fov_deg: float = 60.0) -> Cameras:
@@ -47,6 +134,11 @@ def resolve_inputs(job: GenerateJob):
     """Scene, cameras and first frame of a job, all checked before any model loads."""
     from mirage.data.trajectories import PRESETS, load_trajectory, make_trajectory
 
+    if job.scene_seed is not None and job.image is not None:
+        raise ValueError(
+            "give `--scene` (renders the first frame, with ground-truth depth) or `--image`, "
+            "not both: ground-truth depth would not belong to the picture"
+        )
     scene = None
     if job.scene_seed is not None:
         from mirage.synthetic import make_scene
@@ -81,12 +173,23 @@ def resolve_inputs(job: GenerateJob):
 
 
 def _load_image(path, size: tuple[int, int] | None) -> torch.Tensor:  # -> [3,H,W] in [0,1]
-    """Read an image once; resize it to `size` (H, W) when given."""
+    """Read an image once (grey becomes RGB); resize it to `size` (H, W) when given."""
     import imageio.v3 as iio
+    import numpy as np
 
     from mirage.data.re10k import resize_frames
 
-    arr = iio.imread(path)[..., :3]
+    try:
+        with warnings.catch_warnings():  # imageio's plugin probing warns on non-images
+            warnings.simplefilter("ignore")
+            arr = np.asarray(iio.imread(path))
+    except Exception as err:  # imageio raises many kinds for a file that is not an image
+        raise ValueError(f"`image` {path} is not a readable image ({type(err).__name__})") from None
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4) or arr.dtype != np.uint8:
+        raise ValueError(f"`image` {path} must be an 8-bit grey, RGB or RGBA picture")
+    arr = np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr[..., :3]
     img = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
     return img if size is None else resize_frames(img[None], *size)[0]
 
@@ -96,13 +199,16 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
     from mirage.pipeline.loading import build_pipeline
 
     scene, cameras, image = resolve_inputs(job)
+    check_job(job, cameras, image)
     pipe = build_pipeline(
         job.model, job.branch, job.lora, depth=job.depth, masks=job.masks, scene=scene,
         device=job.device, dtype=getattr(torch, job.dtype), offload=job.offload,
     )  # fmt: skip
     result = pipe.generate(image, cameras, prompt=job.prompt, config=job.config, progress=progress)
-    result.metadata["job"] = {k: str(v) for k, v in asdict(job).items() if k != "config"}
-    return write_outputs(result, Path(job.out), fps=job.config.fps)
+    result.metadata["job"] = {k: v for k, v in asdict(job).items() if k != "config"}
+    with atomic_dir(job.out) as tmp:  # complete or absent: never a mix of two runs
+        paths = write_outputs(result, tmp, fps=job.config.fps)
+    return {k: Path(job.out) / p.relative_to(tmp) for k, p in paths.items()}
 
 
 def write_outputs(result: GenerationResult, out: Path, fps: float = 16.0) -> dict[str, Path]:

@@ -18,7 +18,6 @@ and `metadata.json`, the files `mirage generate` loads.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from mirage.atomic import write_json
+from mirage.atomic import replace_dir, write_json
 
 CKPT_DIR = "checkpoints"
 
@@ -52,13 +51,6 @@ def gathered_trainable(accelerator, model) -> dict[str, torch.Tensor]:
     names = {n.replace("_fsdp_wrapped_module.", "") for n in names}
     full = accelerator.get_state_dict(model)  # FULL_STATE_DICT: gathered on the main process
     return {n: t.detach().float().cpu().contiguous() for n, t in full.items() if n in names}
-
-
-def replace_dir(tmp: Path, final: Path) -> Path:
-    """Rename the complete folder `tmp` to `final`, replacing an old `final` (the atomic step)."""
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
 
 
 def checkpoint_name(step: int) -> str:

@@ -49,3 +49,104 @@ def test_generate_refuses_missing_model_folder(tmp_path):
     args = ["generate", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "x"), *ARGS]
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0 and "model folder not found" in result.output
+
+
+def _text(result) -> str:
+    """The CLI's message as one line (Rich wraps it in a box)."""
+    return " ".join(result.output.replace("│", " ").split())
+
+
+def _no_model_loads(monkeypatch):
+    import mirage.pipeline.loading as loading
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(loading, "build_pipeline", refuse)
+
+
+def _bad_cases(tiny_model_dir, tmp_path):
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not a picture")
+    plain = tmp_path / "no-branch"
+    plain.mkdir()
+    for sub in ("transformer", "vae", "scheduler"):
+        (plain / sub).symlink_to(tiny_model_dir / sub)
+    yield ["--frames", "10"], ["nearest lengths that fit"]
+    yield ["--size", "63x65"], ["multiple of 16"]
+    yield ["--device", "cuda"], ["no CUDA device"]
+    yield ["--dtype", "int8"], ["`dtype` must be one of"]
+    yield ["--prompt", "a room"], ["needs a text encoder"]
+    yield ["--guidance", "3"], ["needs a prompt and a text encoder"]
+    yield ["--image", str(not_image)], ["not both"]
+    yield ["--model", str(plain)], ["needs a side branch", "--memory none"]
+    yield ["NO_SCENE", "--image", str(not_image)], ["not a readable image"]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_bad_input_is_refused_in_one_line_before_any_model_loads(
+    tiny_model_dir, tmp_path, monkeypatch, case
+):
+    _no_model_loads(monkeypatch)
+    extra, says = list(_bad_cases(tiny_model_dir, tmp_path))[case]
+    out = tmp_path / "run"
+    base = ARGS[2:] if extra[0] == "NO_SCENE" else ARGS  # ARGS start with --scene 1
+    extra = [e for e in extra if e != "NO_SCENE"]
+    args = ["generate", "--model", str(tiny_model_dir), "--out", str(out), *base, *extra]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert all(s in _text(result) for s in says), result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_an_out_that_is_a_file_or_a_used_folder_is_refused(tiny_model_dir, tmp_path, monkeypatch):
+    _no_model_loads(monkeypatch)
+    (tmp_path / "file").write_text("keep me")
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "mine.txt").write_text("keep me")
+    for out, says in ((tmp_path / "file", "is a file"), (used, "not empty")):
+        args = ["generate", "--model", str(tiny_model_dir), "--out", str(out), *ARGS]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and says in _text(result), result.output
+    assert (tmp_path / "file").read_text() == "keep me" and (used / "mine.txt").is_file()
+
+
+def test_a_rerun_with_overwrite_leaves_exactly_the_new_run(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    base = ["generate", "--model", str(tiny_model_dir), "--out", str(out), "--memory", "none"]
+    assert CliRunner().invoke(app, base + ARGS).exit_code == 0
+    assert len(list((out / "frames").glob("*.png"))) == 17
+    shorter = [a if a != "17" else "9" for a in ARGS]
+    result = CliRunner().invoke(app, base + shorter + ["--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "frames").iterdir()) == [f"{i:04d}.png" for i in range(9)]
+    assert not (out / "memory.safetensors").exists()  # memory off: nothing stale left
+    assert not list(tmp_path.glob(".run.tmp-*"))
+
+
+@pytest.mark.slow
+def test_generate_with_only_a_scene_uses_the_embedded_model_natively(tmp_path):
+    # No --model, size, chunk length or steps: mirage-tiny at the 64x64 / 9-frame chunks /
+    # 10 steps it was trained for. Its frames must be pictures, not noise: nearer to the
+    # ground truth than a flat image of the first frame's mean colour.
+    import imageio.v3 as iio
+    import torch
+
+    from mirage.data.trajectories import make_trajectory
+    from mirage.eval.metrics import psnr
+    from mirage.synthetic import make_scene
+
+    out = tmp_path / "d"
+    result = CliRunner().invoke(app, ["generate", "--scene", "900003", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["size"] == [64, 64] and meta["config"]["chunk_frames"] == 9
+    pngs = sorted((out / "frames").glob("*.png"))
+    frames = torch.stack([torch.from_numpy(iio.imread(p)).permute(2, 0, 1) for p in pngs]) / 255
+    scene = make_scene(900003)
+    gt = scene.render(make_trajectory("orbit", scene.start_camera(64, 64), 33)).rgb
+    flat = gt[:1].mean(dim=(2, 3), keepdim=True).expand_as(gt)
+    assert frames.shape == gt.shape
+    assert psnr(frames[1:], gt[1:]).mean > psnr(flat[1:], gt[1:]).mean
+    assert frames[1:].std(dim=(2, 3)).mean() > 0.3 * gt[1:].std(dim=(2, 3)).mean()
