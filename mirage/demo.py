@@ -117,7 +117,7 @@ def format_table(metrics: dict) -> str:
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
     """Run the demo of `cfg` and write its files into `cfg.out`."""
-    from mirage.atomic import write_json
+    from mirage.atomic import atomic_dir, check_out_dir, write_json
     from mirage.data.video import write_png, write_video
     from mirage.eval.machine import describe_machine
     from mirage.models.loading import check_model_dir
@@ -125,9 +125,10 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     from mirage.synthetic import make_scene
 
     check_model_dir(cfg.model, load_text_encoder=False)  # every missing file, before work
+    out = Path(cfg.out)
+    check_out_dir(out, overwrite=_is_demo_folder(out))  # a previous demo is replaced whole
     t_start = time.perf_counter()
     seconds: dict = {}
-    out = Path(cfg.out)
 
     t0 = time.perf_counter()
     scene = make_scene(cfg.scene_seed, cfg.scene_kind)
@@ -148,19 +149,8 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     for mode in MODES:
         seconds[f"generate_{mode}"] = runs[mode]["metrics"]["seconds_total"]
 
-    t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    panels = {"ground truth": gt, **{m: runs[m]["frames"] for m in MODES}}
-    paths = {"side_by_side": out / "side_by_side.mp4", "return_frames": out / "return_frames.png"}
-    write_video(paths["side_by_side"], side_by_side(panels, cfg.upscale), fps=cfg.fps)
-    for name, frames in (("gt", gt), *((m, runs[m]["frames"]) for m in MODES)):
-        write_video(out / "videos" / f"{name}.mp4", frames, fps=cfg.fps)
     ret = [j for j, _ in runs[MODES[0]]["metrics"]["closed_loop_pairs"]]
     pick = sorted({ret[round(i * (len(ret) - 1) / 7)] for i in range(8)})
-    rows = {"GT": gt, **{m: runs[m]["frames"] for m in MODES}}
-    write_png(paths["return_frames"], return_sheet(rows, pick))
-    seconds["write"] = time.perf_counter() - t0
-    seconds["total"] = time.perf_counter() - t_start
 
     metrics = {
         "model": str(cfg.model),
@@ -182,8 +172,27 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         "machine": describe_machine("cpu"),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
     }
-    paths["metrics"] = write_json(out / "metrics.json", metrics)
+    # everything goes through a temporary folder: `out` is one complete demo, never two mixed
+    t0 = time.perf_counter()
+    with atomic_dir(out) as tmp:
+        panels = {"ground truth": gt, **{m: runs[m]["frames"] for m in MODES}}
+        write_video(tmp / "side_by_side.mp4", side_by_side(panels, cfg.upscale), fps=cfg.fps)
+        for name, frames in (("gt", gt), *((m, runs[m]["frames"]) for m in MODES)):
+            write_video(tmp / "videos" / f"{name}.mp4", frames, fps=cfg.fps)
+        rows = {"GT": gt, **{m: runs[m]["frames"] for m in MODES}}
+        write_png(tmp / "return_frames.png", return_sheet(rows, pick))
+        seconds["write"] = time.perf_counter() - t0
+        seconds["total"] = time.perf_counter() - t_start
+        write_json(tmp / "metrics.json", metrics)
     return DemoResult(out, metrics, format_table(metrics))
+
+
+def _is_demo_folder(out: Path) -> bool:
+    """A folder a previous demo wrote (its metrics.json has the per-memory results)."""
+    try:
+        return "modes" in json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def _model_card_summary(model: Path) -> dict:

@@ -91,3 +91,13 @@ def test_demo_quick_cli(tmp_path):
     assert metrics["modes"]["latent"]["cache_mib_per_chunk"][1] > 0
     assert finite_numbers(metrics)
     assert "latent" in res.output and "closed-loop" in res.output
+    # a second run replaces the previous demo whole; a folder that is not a demo is refused
+    (out / "stale.txt").write_text("from another run")
+    res = CliRunner().invoke(app, ["demo", "--quick", "--steps", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert not (out / "stale.txt").exists() and json.loads((out / "metrics.json").read_text())
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(other)])
+    assert res.exit_code == 2 and "not empty" in res.output and (other / "keep.txt").is_file()
