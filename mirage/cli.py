@@ -87,6 +87,7 @@ def generate(
     scene_kind: str = typer.Option("indoor", help="indoor | outdoor."),
     dynamic: int = typer.Option(0, help="Moving objects in the synthetic scene."),
     trajectory: str = typer.Option("orbit", help="A preset name or a trajectory JSON file."),
+    fov: float = typer.Option(60.0, help="Horizontal field of view (deg) for a preset's camera."),
     frames: int = typer.Option(33, help="Frames for a preset: 1 + n * (chunk_frames - 1)."),
     size: str = typer.Option(None, help="HEIGHTxWIDTH (default: the model's, else the image's)."),
     prompt: str = typer.Option(None, help="Text prompt (needs a text encoder in --model)."),
@@ -130,7 +131,7 @@ def generate(
             voxel_size=parse_voxel_size(voxel_size), fusion=fusion, seed=seed,
         )  # fmt: skip
         job = GenerateJob(
-            model=model_dir, out=out, trajectory=trajectory, frames=frames,
+            model=model_dir, out=out, trajectory=trajectory, frames=frames, fov=fov,
             size=parse_size(size) if size else None, image=image, scene_seed=scene,
             scene_kind=scene_kind, num_dynamic=dynamic, prompt=prompt, branch=branch, lora=lora,
             depth=depth, masks=masks, device=device, dtype=dtype, offload=offload,

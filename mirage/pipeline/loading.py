@@ -47,7 +47,8 @@ def build_pipeline(
     `model_dir` when those exist; without a branch the side branch is freshly initialised (it
     then adds exactly nothing). `depth` and `masks` are specs for
     `mirage.perception.load_depth_provider` / `load_mask_provider` ("gt", "none" or a folder);
-    "gt" needs the synthetic `scene`. A text encoder is loaded when the folder has one.
+    "gt" needs the synthetic `scene`; `depth=None` loads none (for memory "none"). A text
+    encoder is loaded when the folder has one.
     """
     from mirage.models.loading import load_wan_components
     from mirage.models.lora import load_lora
@@ -64,7 +65,7 @@ def build_pipeline(
         side_every = side_every_of(branch)
     if lora is not None and not Path(lora).is_file():
         raise FileNotFoundError(f"LoRA file not found: {lora}")
-    depth_provider = load_depth_provider(depth, scene=scene, device=device)
+    depth_provider = None if depth is None else load_depth_provider(depth, scene, device)
     mask_provider = load_mask_provider(masks, scene=scene, device=device)
 
     has_text = (root / "text_encoder").is_dir()

@@ -26,6 +26,7 @@ class GenerateJob:
     image: Path | None = None  # first frame; default: rendered from the synthetic scene
     scene_seed: int | None = None  # a synthetic scene (ground-truth depth/masks, first frame)
     scene_kind: str = "indoor"
+    fov: float = 60.0  # horizontal field of view (degrees) of the first camera of a preset
     num_dynamic: int = 0
     prompt: str | None = None
     branch: Path | None = None
@@ -69,6 +70,10 @@ def check_job(job: GenerateJob, cameras, image) -> None:
     if not root.is_dir():
         raise FileNotFoundError(f"model folder not found: {root}")
     check_device(job.device)
+    if not 1.0 <= job.fov <= 170.0:
+        raise ValueError(
+            f"`fov` must be a horizontal field of view in degrees (1..170), got {job.fov}"
+        )
     if job.dtype not in DTYPES:
         raise ValueError(f"`dtype` must be one of {DTYPES}, got {job.dtype!r}")
     has_branch = job.branch is not None or (root / SIDE_BRANCH_FILE).is_file()
@@ -159,7 +164,9 @@ def resolve_inputs(job: GenerateJob):
             H, W = image.shape[1:]
         else:
             H, W = 128, 128
-        start = scene.start_camera(H, W) if scene is not None else _start_camera(H, W)
+        start = (
+            scene.start_camera(H, W, job.fov) if scene is not None else _start_camera(H, W, job.fov)
+        )
         cameras = make_trajectory(job.trajectory, start, job.frames)
     else:
         raise ValueError(
@@ -200,8 +207,11 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
 
     scene, cameras, image = resolve_inputs(job)
     check_job(job, cameras, image)
+    # with the memory off nothing is ever inserted: no depth or mask model is needed
+    geometry = job.config.memory != "none"
     pipe = build_pipeline(
-        job.model, job.branch, job.lora, depth=job.depth, masks=job.masks, scene=scene,
+        job.model, job.branch, job.lora, depth=job.depth if geometry else None,
+        masks=job.masks if geometry else "none", scene=scene,
         device=job.device, dtype=getattr(torch, job.dtype), offload=job.offload,
     )  # fmt: skip
     result = pipe.generate(image, cameras, prompt=job.prompt, config=job.config, progress=progress)

@@ -150,3 +150,19 @@ def test_generate_with_only_a_scene_uses_the_embedded_model_natively(tmp_path):
     assert frames.shape == gt.shape
     assert psnr(frames[1:], gt[1:]).mean > psnr(flat[1:], gt[1:]).mean
     assert frames[1:].std(dim=(2, 3)).mean() > 0.3 * gt[1:].std(dim=(2, 3)).mean()
+
+
+def test_a_user_image_with_memory_off_needs_no_depth_and_takes_the_fov(tiny_model_dir, tmp_path):
+    import imageio.v3 as iio
+    import numpy as np
+
+    gray = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) % 251).astype(np.uint8)
+    iio.imwrite(tmp_path / "gray.png", gray)  # a grey picture becomes RGB
+    out = tmp_path / "run"
+    args = ["generate", "--model", str(tiny_model_dir), "--out", str(out), "--image",
+            str(tmp_path / "gray.png"), "--memory", "none", "--fov", "90", "--frames", "9",
+            "--chunk-frames", "9", "--steps", "1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    K = json.loads((out / "metadata.json").read_text())["cameras"]["K"][0]
+    assert K[0][0] == pytest.approx(32.0)  # f = (W / 2) / tan(45 deg)
