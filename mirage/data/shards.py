@@ -154,8 +154,8 @@ SAME = ("chunk_frames", "height", "width", "channels", "latent_hw")
 def check_shard_dir(root: str | Path) -> list[dict]:
     """Validate a shard folder before training; return every shard's header (with `path`).
 
-    Fails with the offending file named when the folder is missing or empty, `index.json`
-    lists a file that is not there, a header or a shape does not fit, or shards disagree on
+    Fails with the offending file named when the folder is missing or empty, has no
+    `index.json` (written last: preprocessing did not finish), the index lists a missing file, a header or a shape does not fit, or shards disagree on
     chunk_frames, frame size, latent channels or grid (a batch must stack).
     """
     root = Path(root)
@@ -173,8 +173,13 @@ def check_shard_dir(root: str | Path) -> list[dict]:
                 raise FileNotFoundError(
                     f"shard file listed in {index_path} is missing: {root / name}"
                 )
+    elif any(root.glob("clip-*.safetensors")):
+        raise ValueError(
+            f"shard folder {root} has shards but no {INDEX_NAME}: preprocessing did not finish "
+            "(run `mirage preprocess` into it again; the finished shards are kept)"
+        )
     else:
-        names = sorted(p.name for p in root.glob("clip-*.safetensors"))
+        names = []
     if not names:
         raise ValueError(
             f"shard folder {root} is empty: no {INDEX_NAME} and no clip-*.safetensors "

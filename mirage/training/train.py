@@ -15,8 +15,10 @@ import torch
 from tqdm.auto import tqdm
 
 from mirage.training.checkpoint import (
+    CKPT_DIR,
     export_model,
     is_fsdp,
+    list_checkpoints,
     load_checkpoint,
     resolve_resume,
     save_checkpoint,
@@ -131,6 +133,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     out = Path(cfg.out)
     if not cfg.out or not cfg.data:
         raise ValueError("`data` (shard folder) and `out` (output folder) are required")
+    if cfg.resume is None and list_checkpoints(out / CKPT_DIR):
+        raise ValueError(
+            f"`out` {out} holds checkpoints of an earlier run; pass --resume latest to continue "
+            "it, or choose a new --out (two runs' checkpoints would mix)"
+        )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.tensorboard:

@@ -13,6 +13,7 @@ from mirage.data.shards import (
     load_shard,
     read_shard_header,
     shard_name,
+    write_index,
     write_shard,
 )
 from mirage.training.config import TrainConfig
@@ -67,7 +68,7 @@ def test_shards_that_disagree_named(tmp_path):
     write_fake_shards(tmp_path, 1)
     tensors, meta = fake_clip(1, num_frames=17, chunk_frames=17)
     write_shard(tmp_path / shard_name(1), tensors, meta)
-    (tmp_path / "index.json").unlink()  # fall back to the glob
+    write_index(tmp_path, [shard_name(0), shard_name(1)], {})
     with pytest.raises(ValueError, match=f"{shard_name(1)}.*chunk_frames"):
         check_shard_dir(tmp_path)
 

@@ -91,6 +91,21 @@ def test_resume_gives_the_same_weights(shards, tmp_path):
     assert a.keys() == b.keys()
     for n in a:
         torch.testing.assert_close(b[n], a[n], rtol=1e-5, atol=1e-6, msg=n)
+    # a new run into the old folder without --resume would mix two runs' checkpoints
+    before = sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir())
+    with pytest.raises(ValueError, match="--resume latest"):
+        train(straight)
+    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == before
+
+
+def test_a_shard_folder_without_its_index_is_refused(shards, tmp_path):
+    from mirage.data.shards import check_shard_dir
+
+    part = tmp_path / "part"
+    shutil.copytree(shards, part)
+    (part / "index.json").unlink()
+    with pytest.raises(ValueError, match="preprocessing did not finish"):
+        check_shard_dir(part)
 
 
 def test_loss_falls_when_overfitting_one_batch(shards):
