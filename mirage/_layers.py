@@ -14,7 +14,7 @@ from pathlib import Path
 # Rank of each top-level part of the package, bottom (0) to top; a module may import only
 # parts of a lower rank (and its own part). Parts of one rank do not import each other.
 LAYERS: dict[str, int] = {
-    "geometry": 0, "atomic": 0,
+    "geometry": 0, "atomic": 0, "machine": 0,
     "memory": 1,
     "synthetic": 2,
     "data": 3,

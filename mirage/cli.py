@@ -23,6 +23,15 @@ app.add_typer(world_app, name="world")
 app.add_typer(eval_app, name="eval")
 app.add_typer(memory_app, name="memory")
 
+PROGRESS_HELP = "Progress bars (default: only when stderr is a terminal)."
+
+
+def _progress(flag: bool | None) -> bool:
+    """Bars only on a terminal unless asked: no cursor escapes in logs and pipes."""
+    import sys
+
+    return sys.stderr.isatty() if flag is None else flag
+
 
 def _version(value: bool) -> None:
     if value:
@@ -53,6 +62,7 @@ def demo(
     scene_kind: str = typer.Option("indoor", help="indoor | outdoor."),
     steps: int = typer.Option(None, help="Denoising steps per chunk (default 10; quick 4)."),
     seed: int = typer.Option(0, help="Noise seed."),
+    progress: bool = typer.Option(None, "--progress/--no-progress", help=PROGRESS_HELP),
 ):
     """Fly out and back through a held-out scene with latent, rgb and no memory; write demo/."""
     from mirage.demo import DEFAULT_MODEL, DemoConfig, run_demo
@@ -60,7 +70,7 @@ def demo(
     try:
         config = DemoConfig(
             model=model or DEFAULT_MODEL, out=out, quick=quick, scene_seed=scene,
-            scene_kind=scene_kind, steps=steps, seed=seed,
+            scene_kind=scene_kind, steps=steps, seed=seed, progress=_progress(progress),
         )  # fmt: skip
         result = run_demo(config)
     except (ValueError, FileNotFoundError) as e:
@@ -111,6 +121,7 @@ def generate(
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N."),
     dtype: str = typer.Option("float32", help="Transformer dtype: float32 | bfloat16."),
     offload: bool = typer.Option(False, help="Keep models on CPU, move each to GPU to run."),
+    progress: bool = typer.Option(None, "--progress/--no-progress", help=PROGRESS_HELP),
 ):
     """Generate a camera-controlled video chunk by chunk with a spatial memory."""
     from mirage.data.world import parse_size
@@ -137,7 +148,7 @@ def generate(
             depth=depth, masks=masks, device=device, dtype=dtype, offload=offload,
             overwrite=overwrite, config=config,
         )  # fmt: skip
-        paths = run_generate(job)
+        paths = run_generate(job, progress=_progress(progress))
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e
     typer.echo(f"wrote {', '.join(sorted(p.name for p in paths.values()))} to {out}")

@@ -155,8 +155,9 @@ def check_shard_dir(root: str | Path) -> list[dict]:
     """Validate a shard folder before training; return every shard's header (with `path`).
 
     Fails with the offending file named when the folder is missing or empty, has no
-    `index.json` (written last: preprocessing did not finish), the index lists a missing file, a header or a shape does not fit, or shards disagree on
-    chunk_frames, frame size, latent channels or grid (a batch must stack).
+    `index.json` (written last: preprocessing did not finish), the index lists a missing
+    file, a header or a shape does not fit, or shards disagree on chunk_frames, frame size,
+    latent channels or grid (a batch must stack).
     """
     root = Path(root)
     if not root.is_dir():

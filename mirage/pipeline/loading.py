@@ -78,7 +78,9 @@ def build_pipeline(
     if lora is not None:
         load_lora(transformer, lora)
     transformer.eval()
-    return MiragePipeline(
+    pipe = MiragePipeline(
         transformer, VideoVAE(parts.vae), parts.scheduler, depth_provider, mask_provider,
         parts.text_encoder, parts.tokenizer, device=device, offload=offload,
     )  # fmt: skip
+    pipe.files = {"model": str(root), "branch": branch and str(branch), "lora": lora and str(lora)}
+    return pipe

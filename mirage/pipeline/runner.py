@@ -12,6 +12,7 @@ import torch
 
 from mirage.atomic import atomic_dir, write_json
 from mirage.geometry import Cameras
+from mirage.machine import describe_machine
 from mirage.pipeline.config import GenerationConfig
 from mirage.pipeline.world_model import GenerationResult
 
@@ -216,6 +217,8 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
     )  # fmt: skip
     result = pipe.generate(image, cameras, prompt=job.prompt, config=job.config, progress=progress)
     result.metadata["job"] = {k: v for k, v in asdict(job).items() if k != "config"}
+    result.metadata["job"].update(branch=pipe.files.get("branch"), lora=pipe.files.get("lora"))
+    result.metadata["machine"] = describe_machine(job.device)
     with atomic_dir(job.out) as tmp:  # complete or absent: never a mix of two runs
         paths = write_outputs(result, tmp, fps=job.config.fps)
     return {k: Path(job.out) / p.relative_to(tmp) for k, p in paths.items()}

@@ -64,6 +64,7 @@ class MiragePipeline:
         self.tokenizer = tokenizer
         self.device = torch.device(device) if device is not None else transformer.device
         self.offload = Offload(self.device, offload)
+        self.files: dict = {}  # the files it was built from (`build_pipeline` fills it)
 
     # --- checks and text ------------------------------------------------------------------
 

@@ -27,6 +27,10 @@ def test_generate_writes_video_frames_memory_and_metadata(tiny_model_dir, tmp_pa
     assert len(meta["timings"]) == 2 and meta["config"]["voxel_size"] == 0.05
     memory = LatentSpatialMemory.load(out / "memory.safetensors")
     assert memory.num_points == meta["timings"][-1]["cache_points"]
+    # typed values, the files really used, and the machine and versions it ran on
+    assert meta["job"]["frames"] == 17 and meta["job"]["overwrite"] is False
+    assert meta["job"]["branch"] == str(tiny_model_dir / "side_branch.safetensors")
+    assert meta["machine"]["torch"] and meta["machine"]["packages"]["diffusers"]
     assert (out / "memory.ply").stat().st_size > memory.num_points * 15
 
 
