@@ -228,6 +228,28 @@ def train(
         raise typer.BadParameter(str(e)) from e
 
 
+# --- convert --------------------------------------------------------------------------------
+
+
+@app.command()
+def convert(
+    src: Path = typer.Argument(..., help="A DiffSynth-style checkpoint (official Mirage, Spatia)."),
+    out: Path = typer.Option(..., help="The Mirage .safetensors file to write."),
+    kind: str = typer.Option("auto", help="auto | official | spatia | lora."),
+    lora_alpha: float = typer.Option(None, help="LoRA alpha (default: the rank, as official)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+):
+    """Convert a side branch or LoRA from the official code or Spatia into Mirage's format."""
+    from mirage.models.convert import convert_checkpoint
+
+    try:
+        info = convert_checkpoint(src, out, kind, lora_alpha, overwrite=overwrite)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+    profile = f" (profile {info['profile']})" if info.get("profile") else ""
+    typer.echo(f"wrote {info['kind']}{profile}, {info['tensors']} tensors, to {out}")
+
+
 # --- memory ---------------------------------------------------------------------------------
 
 
