@@ -303,16 +303,27 @@ def latent_statistics(vae, frames: torch.Tensor) -> tuple[list[float], list[floa
 
 @torch.no_grad()
 def reconstruction_psnr(vae, clips: list[torch.Tensor], video: bool = True) -> dict:
-    """Mean PSNR (dB) of image-latent and video (causal clip) reconstructions of clips [T,3,H,W]."""
-    from mirage.eval.metrics import psnr
+    """Mean PSNR (dB) of image-latent and video (causal clip) reconstructions of clips [T,3,H,W].
+
+    Per-frame PSNR from torchmetrics directly, averaged over frames as `mirage.eval.metrics.psnr`
+    reports it (training does not import eval: they sit on one layer).
+    """
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     from mirage.models.vae import VideoVAE
+
+    def psnr(pred, target) -> float:
+        per_frame = peak_signal_noise_ratio(
+            pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3)
+        )
+        return float(per_frame.mean())
 
     v = VideoVAE(vae)
     img, vid = [], []
     for c in clips:
-        img.append(psnr(v.decode_images(v.encode_images(c)), c).mean)
+        img.append(psnr(v.decode_images(v.encode_images(c)), c))
         if video:
-            vid.append(psnr(v.decode(v.encode_video(c)), c).mean)
+            vid.append(psnr(v.decode(v.encode_video(c)), c))
     out = {"image_psnr": sum(img) / len(img)}
     if video:
         out["video_psnr"] = sum(vid) / len(vid)
