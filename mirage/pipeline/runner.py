@@ -157,7 +157,9 @@ def resolve_inputs(job: GenerateJob):
         image = _load_image(job.image, job.size)
     path = Path(job.trajectory)
     if path.suffix == ".json" or path.is_file():
-        cameras = load_trajectory(path)
+        cameras = load_trajectory(path)  # its K and size rule: the image is brought to them
+        if image is not None:
+            image = _fit(image, (cameras.height, cameras.width))
     elif job.trajectory in PRESETS:
         if job.size is not None:
             H, W = job.size
@@ -181,11 +183,9 @@ def resolve_inputs(job: GenerateJob):
 
 
 def _load_image(path, size: tuple[int, int] | None) -> torch.Tensor:  # -> [3,H,W] in [0,1]
-    """Read an image once (grey becomes RGB); resize it to `size` (H, W) when given."""
+    """Read an image once (grey becomes RGB); crop and resize it to `size` (H, W) if given."""
     import imageio.v3 as iio
     import numpy as np
-
-    from mirage.data.re10k import resize_frames
 
     try:
         with warnings.catch_warnings():  # imageio's plugin probing warns on non-images
@@ -199,7 +199,22 @@ def _load_image(path, size: tuple[int, int] | None) -> torch.Tensor:  # -> [3,H,
         raise ValueError(f"`image` {path} must be an 8-bit grey, RGB or RGBA picture")
     arr = np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr[..., :3]
     img = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
-    return img if size is None else resize_frames(img[None], *size)[0]
+    return img if size is None else _fit(img, size)
+
+
+def _fit(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:  # [3,h,w] -> [3,H,W]
+    """Centre-crop to the aspect ratio of `size`, then resize: never stretch the picture."""
+    from mirage.data.re10k import resize_frames
+
+    H, W = size
+    h, w = image.shape[1:]
+    if h * W > w * H:  # too tall for the target: crop rows
+        keep = round(w * H / W)
+        image = image[:, (h - keep) // 2 : (h - keep) // 2 + keep]
+    elif h * W < w * H:  # too wide: crop columns
+        keep = round(h * W / H)
+        image = image[:, :, (w - keep) // 2 : (w - keep) // 2 + keep]
+    return resize_frames(image[None], H, W)[0]
 
 
 def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:

@@ -170,3 +170,18 @@ def test_a_user_image_with_memory_off_needs_no_depth_and_takes_the_fov(tiny_mode
     assert result.exit_code == 0, result.output
     K = json.loads((out / "metadata.json").read_text())["cameras"]["K"][0]
     assert K[0][0] == pytest.approx(32.0)  # f = (W / 2) / tan(45 deg)
+
+
+def test_size_crops_to_the_aspect_ratio_instead_of_stretching():
+    import torch
+
+    from mirage.pipeline.runner import _fit
+
+    # a 40x80 picture: left half black, right half white; 64x64 keeps the middle 40x40
+    img = torch.zeros(3, 40, 80)
+    img[:, :, 40:] = 1.0
+    out = _fit(img, (64, 64))
+    assert out.shape == (3, 64, 64)
+    assert out[:, :, :30].max() < 0.05 and out[:, :, 34:].min() > 0.95  # the edge stays central
+    tall = _fit(torch.rand(3, 90, 30), (32, 32))
+    assert tall.shape == (3, 32, 32)
