@@ -13,6 +13,7 @@ app = typer.Typer(
     help="Mirage: latent spatial memory for video world models.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # help text is plain: "[mixed]" is a default, not a Rich style tag
 )
 bench_app = typer.Typer(help="Speed and memory benchmarks (figures to benchmarks/results/).")
 world_app = typer.Typer(help="The procedural synthetic world: render scenes with ground truth.")
