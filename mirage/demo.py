@@ -8,10 +8,16 @@ the same noise. Written into `out` (default `demo/`):
 
 - `side_by_side.mp4`: ground truth | latent | rgb | none, labelled, upscaled for viewing;
   `videos/{gt,latent,rgb,none}.mp4`: each alone at the model's size;
-- `return_frames.png`: the frames of the way back (rows: GT, latent, rgb, none);
+- `return_frames.png`: return frames beside their outbound twins at the same pose (rows: GT,
+  latent, rgb, none; columns labelled with frame indices);
+- `readout.png`: what the latent memory showed the model on the way back: ground truth, the
+  readout decoded by the VAE alone, its visibility mask, and the model's frame;
+- `psnr_per_frame.png`: PSNR against ground truth per frame for each memory and the trivial
+  baselines, the turnaround marked;
 - `metrics.json`: keys documented in `docs/demo.md` (PSNR/SSIM per frame against ground
   truth, closed-loop PSNR of each returned frame against the frame generated at the same pose
-  on the way out, seconds per stage, cache MiB per chunk), and a table on the terminal.
+  on the way out with its contrast ratio, the readout decoded alone, trivial baselines and the
+  VAE ceiling, seconds per stage, cache MiB per chunk), and a table on the terminal.
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mirage.eval.loops import HELDOUT_SEEDS, MODES, loop_cameras, run_loop
+import torch
+
+from mirage.eval.loops import HELDOUT_SEEDS, MODES, loop_cameras, run_loop, trivial_baselines
+from mirage.eval.plot import line_plot
 from mirage.eval.report import return_sheet, side_by_side
 from mirage.models.loading import TINY_MODEL_DIR as DEFAULT_MODEL
 
@@ -37,6 +46,9 @@ METRIC_KEYS = (
     "closed_loop_pairs",
     "closed_loop_psnr",
     "closed_loop_psnr_mean",
+    "contrast_ratio",
+    "contrast_ratio_mean",
+    "contrast_ratio_return_mean",
     "seconds",
     "seconds_total",
     "cache_mib_per_chunk",
@@ -100,18 +112,28 @@ class DemoResult:
 
 
 def format_table(metrics: dict) -> str:
-    """The terminal table: one row per memory mode."""
+    """The terminal table: one row per memory mode, then what it must beat and cannot pass."""
     head = (
-        f"{'memory':<8}{'PSNR':>7}{'PSNR ret':>10}{'SSIM':>7}{'closed-loop':>13}"
+        f"{'':<22}{'PSNR':>7}{'PSNR ret':>10}{'SSIM':>7}{'closed-loop':>13}{'contrast':>10}"
         f"{'seconds':>9}{'cache MiB':>11}"
     )
     lines = [head, "-" * len(head)]
     for mode, m in metrics["modes"].items():
         cache = m["cache_mib_per_chunk"][-1] if m["cache_mib_per_chunk"] else 0.0
         lines.append(
-            f"{mode:<8}{m['psnr_mean']:>7.2f}{m['psnr_return_mean']:>10.2f}{m['ssim_mean']:>7.3f}"
-            f"{m['closed_loop_psnr_mean']:>13.2f}{m['seconds_total']:>9.1f}{cache:>11.3f}"
+            f"{mode + ' memory':<22}{m['psnr_mean']:>7.2f}{m['psnr_return_mean']:>10.2f}"
+            f"{m['ssim_mean']:>7.3f}{m['closed_loop_psnr_mean']:>13.2f}"
+            f"{m['contrast_ratio_return_mean']:>10.2f}{m['seconds_total']:>9.1f}{cache:>11.3f}"
         )
+    for mode, m in metrics["modes"].items():
+        if "readout_psnr_mean" in m:
+            lines.append(
+                f"{mode + ' readout alone':<22}{m['readout_psnr_mean']:>7.2f}"
+                f"   (model at the same frames {m['model_psnr_at_readout_frames']:.2f})"
+            )
+    for name, b in metrics["baselines"].items():
+        label = name.replace("_", " ")
+        lines.append(f"{label:<22}{b['psnr_mean']:>7.2f}{b['psnr_return_mean']:>10.2f}")
     return "\n".join(lines)
 
 
@@ -149,8 +171,9 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     for mode in MODES:
         seconds[f"generate_{mode}"] = runs[mode]["metrics"]["seconds_total"]
 
-    ret = [j for j, _ in runs[MODES[0]]["metrics"]["closed_loop_pairs"]]
-    pick = sorted({ret[round(i * (len(ret) - 1) / 7)] for i in range(8)})
+    pairs = runs[MODES[0]]["metrics"]["closed_loop_pairs"]  # (return j, outbound i)
+    pairs = [pairs[round(i * (len(pairs) - 1) / 3)] for i in range(4)]
+    pick = [f for j, i in sorted(pairs, key=lambda p: p[1]) for f in (i, j)]  # twin, return
 
     metrics = {
         "model": str(cfg.model),
@@ -168,6 +191,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         "seed": cfg.seed,
         "return_frames_in_sheet": pick,
         "modes": {m: runs[m]["metrics"] for m in MODES},
+        "baselines": trivial_baselines(gt, pipe.vae),
         "seconds": seconds,
         "machine": describe_machine("cpu"),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
@@ -180,11 +204,42 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         for name, frames in (("gt", gt), *((m, runs[m]["frames"]) for m in MODES)):
             write_video(tmp / "videos" / f"{name}.mp4", frames, fps=cfg.fps)
         rows = {"GT": gt, **{m: runs[m]["frames"] for m in MODES}}
-        write_png(tmp / "return_frames.png", return_sheet(rows, pick))
+        labels = [f"out f{f}" if k % 2 == 0 else f"back f{f}" for k, f in enumerate(pick)]
+        write_png(tmp / "return_frames.png", return_sheet(rows, pick, columns=labels))
+        write_png(tmp / "readout.png", readout_panel(gt, runs["latent"]))
+        write_png(tmp / "psnr_per_frame.png", psnr_plot(metrics))
         seconds["write"] = time.perf_counter() - t0
         seconds["total"] = time.perf_counter() - t_start
         write_json(tmp / "metrics.json", metrics)
     return DemoResult(out, metrics, format_table(metrics))
+
+
+def readout_panel(gt: torch.Tensor, run: dict):
+    """Ground truth, decoded readout, mask and model frame at the readout frames of the way back."""
+    alone = run["readout"]
+    back = [k for k, f in enumerate(alone["index"]) if f > len(gt) // 2]
+    index = [alone["index"][k] for k in back]
+    mask = alone["mask"][back].float() * 0.75  # visible cells grey, hidden black
+    mask = mask.repeat_interleave(gt.shape[2] // mask.shape[2], 2)
+    mask = mask.repeat_interleave(gt.shape[3] // mask.shape[3], 3).expand(-1, 3, -1, -1)
+    rows = {
+        "GT": gt[index],
+        "readout": alone["frames"][back],
+        "mask": mask,
+        "latent": run["frames"][index],
+    }
+    return return_sheet(rows, list(range(len(index))), columns=[f"f{f}" for f in index])
+
+
+def psnr_plot(metrics: dict):
+    """PSNR per frame for each memory, the trivial baselines as lines, the turnaround marked."""
+    modes = metrics["modes"]
+    frames = modes[MODES[0]]["frames"]
+    series = {f"{m} memory": modes[m]["psnr"] for m in MODES}
+    series.update({k.replace("_", " "): b["psnr_mean"] for k, b in metrics["baselines"].items()})
+    turn = max(i for _, i in modes[MODES[0]]["closed_loop_pairs"]) + 1
+    title = f"PSNR against ground truth, scene {metrics['scene']['seed']}"
+    return line_plot(frames, series, {"turnaround": turn}, title=title, y_label="PSNR (dB)")
 
 
 def _is_demo_folder(out: Path) -> bool:

@@ -43,6 +43,27 @@ def test_loop_metrics_closed_forms():
     assert m["ssim"][0] < 1.0 and m["ssim_mean"] <= 1.0
 
 
+def test_contrast_ratio_and_trivial_baselines_closed_forms():
+    from mirage.eval.loops import PSNR_CAP, contrast_ratio, trivial_baselines
+
+    gt = _frames(9)
+    torch.testing.assert_close(contrast_ratio(0.25 + 0.5 * gt, gt), torch.full((9,), 0.5))
+
+    class Identity:  # a VAE that reconstructs exactly: the ceiling is the cap
+        def encode_images(self, x):
+            return x
+
+        def decode_images(self, z):
+            return z
+
+    b = trivial_baselines(gt, Identity())
+    assert b["vae_ceiling"]["psnr_mean"] == PSNR_CAP
+    flat = gt[:1].mean(dim=(2, 3), keepdim=True)
+    mse = ((gt[1:] - flat) ** 2).mean(dim=(1, 2, 3))
+    want = (10 * torch.log10(1 / mse)).mean()
+    assert b["flat_colour"]["psnr_mean"] == pytest.approx(float(want), abs=1e-3)
+
+
 def test_loop_metrics_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="differ"):
         loop_metrics(_frames(9), _frames(5))
@@ -65,7 +86,7 @@ def test_side_by_side_and_sheet_shapes():
     # Away from the label band (top left), the panels are nearest-neighbour upscalings.
     assert torch.allclose(video[:, :, 20, 36 + 3 * 11], b[:, :, 6, 11], atol=1 / 255)
     sheet = return_sheet({"GT": a, "latent": b}, [0, 2], scale=2)
-    assert sheet.dtype.name == "uint8" and sheet.shape[0] == 2 + 2 * (16 + 2)
+    assert sheet.dtype.name == "uint8" and sheet.shape[0] == 14 + 2 + 2 * (16 + 2)  # + labels
 
 
 def test_demo_quick_cli(tmp_path):
@@ -76,7 +97,8 @@ def test_demo_quick_cli(tmp_path):
     out = tmp_path / "demo"
     res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    for name in ("side_by_side.mp4", "return_frames.png", "metrics.json"):
+    for name in ("side_by_side.mp4", "return_frames.png", "metrics.json", "readout.png",
+                 "psnr_per_frame.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0
     for mode in ("gt", *MODES):
         assert (out / "videos" / f"{mode}.mp4").stat().st_size > 0
@@ -91,6 +113,13 @@ def test_demo_quick_cli(tmp_path):
     assert metrics["modes"]["latent"]["cache_mib_per_chunk"][1] > 0
     assert finite_numbers(metrics)
     assert "latent" in res.output and "closed-loop" in res.output
+    # the trivial baselines and the VAE ceiling stand beside the models, in the table too
+    base = metrics["baselines"]
+    assert set(base) == {"flat_colour", "copy_first_frame", "vae_ceiling"}
+    assert base["vae_ceiling"]["psnr_mean"] > base["flat_colour"]["psnr_mean"]
+    assert "flat colour" in res.output and "vae ceiling" in res.output
+    for mode in ("latent", "rgb"):
+        assert metrics["modes"][mode]["readout_psnr_mean"] > 0 and "readout alone" in res.output
     # a second run replaces the previous demo whole; a folder that is not a demo is refused
     (out / "stale.txt").write_text("from another run")
     res = CliRunner().invoke(app, ["demo", "--quick", "--steps", "1", "--out", str(out)])

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from mirage.atomic import write_json
 from mirage.eval.machine import describe_machine, write_rows
 from mirage.geometry import Cameras
 from mirage.memory import LatentSpatialMemory
@@ -105,3 +106,100 @@ def run_readout_benchmark(
         write_rows(rows, Path(out_dir) / name, describe_machine(device))
         print(f"wrote {Path(out_dir) / name}")
     return rows
+
+
+def run_read_comparison(
+    reference_render_index,
+    num_points: int = 100_000,
+    num_views: int = 9,
+    hw: tuple[int, int] = (44, 80),
+    device: str = "cpu",
+    out_dir: Path | None = None,
+    threads: int = 0,
+    repeats: int = 7,
+):
+    """Time `read` with today's render_index and with `reference_render_index`, side by side.
+
+    The two reads alternate (old, new, old, new, ...) so that a change in the machine's load
+    falls on both; each figure is the median of `repeats`. Both readouts must be identical (bit
+    for bit), or this raises. Prints the figures; writes CSV + JSON (with the machine and the
+    load average before and after) to `out_dir`. Returns the result dict.
+    """
+    import mirage.memory.latent as latent
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    load_before = os.getloadavg()
+    mem = _memory_with(num_points, device, hw)
+    cams = _look_at_origin_cameras(num_views, *hw).to(device)
+    today = latent.render_index
+    sync = torch.cuda.synchronize if mem.device.type == "cuda" else (lambda: None)
+
+    def read_with(fn):  # -> wall seconds, this thread's CPU seconds, readout
+        latent.render_index = fn
+        try:
+            sync()
+            t0, c0 = time.perf_counter(), time.thread_time()
+            out = mem.read(cams)
+            sync()
+            return time.perf_counter() - t0, time.thread_time() - c0, out
+        finally:
+            latent.render_index = today
+
+    *_, old = read_with(reference_render_index)  # warm-up, and the readouts to compare
+    *_, new = read_with(today)
+    identical = all(
+        torch.equal(getattr(old, k), getattr(new, k)) for k in ("latents", "mask", "depth")
+    )
+    if not identical:
+        raise AssertionError("today's read differs from the reference read")
+    times = {"reference": [], "today": []}
+    cpu = {"reference": [], "today": []}
+    for _ in range(repeats):
+        for name, fn in (("reference", reference_render_index), ("today", today)):
+            wall, thread, _ = read_with(fn)
+            times[name].append(wall)
+            cpu[name].append(thread)
+    load_after = os.getloadavg()
+    ref_ms = statistics.median(times["reference"]) * 1e3
+    new_ms = statistics.median(times["today"]) * 1e3
+    ref_cpu, new_cpu = (statistics.median(cpu[k]) * 1e3 for k in ("reference", "today"))
+    result = {
+        "grid": f"{hw[0]}x{hw[1]}",
+        "points": num_points,
+        "views": num_views,
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "reference_read_ms": round(ref_ms, 3),
+        "read_ms": round(new_ms, 3),
+        "speedup": round(ref_ms / new_ms, 3),
+        # CPU time of this thread: what the read costs when the machine's load takes turns
+        "reference_read_cpu_ms": round(ref_cpu, 3),
+        "read_cpu_ms": round(new_cpu, 3),
+        "cpu_speedup": round(ref_cpu / new_cpu, 3),
+        "identical": identical,
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in load_after],
+        "reference_read_ms_all": [round(t * 1e3, 3) for t in times["reference"]],
+        "read_ms_all": [round(t * 1e3, 3) for t in times["today"]],
+    }
+    print(
+        f"{result['grid']} {num_points:,} pts {num_views} views, {result['torch_threads']} "
+        f"thread(s): reference {ref_ms:.2f} ms, today {new_ms:.2f} ms (median of {repeats}), "
+        f"{result['speedup']:.2f}x (thread CPU time: {ref_cpu:.2f} vs {new_cpu:.2f} ms, "
+        f"{result['cpu_speedup']:.2f}x), identical readouts; load avg {load_before[0]:.2f} -> "
+        f"{load_after[0]:.2f}"
+    )
+    if out_dir is not None:
+        name = (
+            f"memory_readout_compare_{device.split(':')[0]}_{result['torch_threads']}thread_"
+            f"{num_points}pts_{num_views}views"
+        )
+        row = {k: v for k, v in result.items() if not isinstance(v, list)}
+        row["load_avg_1min_before"], row["load_avg_1min_after"] = load_before[0], load_after[0]
+        machine = describe_machine(device)
+        write_rows([row], Path(out_dir) / f"{name}.csv", machine)
+        write_json(Path(out_dir) / f"{name}.json", {**result, "machine": machine})
+        print(f"wrote {Path(out_dir) / name}.csv and .json")
+    return result

@@ -14,6 +14,7 @@ import torch
 
 HELDOUT_SEEDS = range(900_000, 901_000)  # scene seeds for demos and evaluation, never trained on
 MODES = ("latent", "rgb", "none")
+PSNR_CAP = 60.0  # dB: the score of a baseline frame identical to its target
 
 
 def loop_cameras(scene, height: int, width: int, frames: int, path: str, degrees: float):
@@ -42,6 +43,7 @@ def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
     pairs = closed_loop_plan(N).pairs
     ret = torch.tensor([j - 1 for j, _ in pairs])
     cl = psnr(frames[[j for j, _ in pairs]], frames[[i for _, i in pairs]]).per_frame
+    contrast = contrast_ratio(frames[1:], gt[1:])
     return {
         "frames": list(range(1, N)),
         "psnr": p.tolist(),
@@ -53,7 +55,63 @@ def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
         "closed_loop_pairs": [list(x) for x in pairs],
         "closed_loop_psnr": cl.tolist(),
         "closed_loop_psnr_mean": float(cl.mean()),
+        # a blurred or frozen video can score well in closed loop; its contrast cannot
+        "contrast_ratio": contrast.tolist(),
+        "contrast_ratio_mean": float(contrast.mean()),
+        "contrast_ratio_return_mean": float(contrast[ret].mean()),
     }
+
+
+def contrast_ratio(frames: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:  # -> [T]
+    """Per frame: spatial standard deviation of `frames` over that of `gt` (channel mean)."""
+    std = frames.float().std(dim=(2, 3)).mean(1)
+    return std / gt.float().std(dim=(2, 3)).mean(1).clamp(min=1e-6)
+
+
+def trivial_baselines(gt: torch.Tensor, vae) -> dict:
+    """What a model must beat on this loop, scored like `loop_metrics` (frames 1..N-1):
+
+    a flat image of frame 0's mean colour, a copy of frame 0, and the VAE's own
+    reconstruction of the ground truth (image latents: the ceiling no model passes). Per-frame
+    PSNR is capped at `PSNR_CAP`.
+    """
+    from mirage.eval.metrics import psnr
+    from mirage.eval.plans import closed_loop_plan
+
+    target = gt[1:]
+    ret = torch.tensor([j - 1 for j, _ in closed_loop_plan(len(gt)).pairs])
+    candidates = {
+        "flat_colour": gt[:1].mean(dim=(2, 3), keepdim=True).expand_as(target),
+        "copy_first_frame": gt[:1].expand_as(target),
+        "vae_ceiling": vae.decode_images(vae.encode_images(target)).cpu(),
+    }
+    out = {}
+    for name, frames in candidates.items():
+        # an exact copy scores +inf (the loop's last pose is frame 0's): cap at 60 dB, beyond
+        # what 8-bit rounding alone leaves, so means stay finite and honest
+        per_frame = psnr(frames.contiguous(), target).per_frame.clamp(max=PSNR_CAP)
+        out[name] = {"psnr_mean": float(per_frame.mean()),
+                     "psnr_return_mean": float(per_frame[ret].mean())}  # fmt: skip
+    return out
+
+
+def readout_alone(result, vae, gt: torch.Tensor) -> dict:
+    """The memory readout each target slot was given, decoded by the VAE with no model.
+
+    Scored at the latent-aligned frames it stands for (start + 4m); returns the frames
+    [M,3,H,W], their indices, the masks [M,1,h,w] and the PSNR against `gt` there.
+    """
+    from mirage.eval.metrics import psnr
+
+    chunks = result.metadata["chunks"]
+    index, latents, masks = [], [], []
+    for chunk, readout in zip(chunks, result.readouts, strict=True):
+        index += chunk["latent_frames"][1:]
+        latents.append(readout.latents[1:].float())
+        masks.append(readout.mask[1:])
+    frames = vae.decode_images(torch.cat(latents)).cpu()
+    score = psnr(frames, gt[index]).per_frame
+    return {"frames": frames, "index": index, "mask": torch.cat(masks), "psnr": score}
 
 
 def run_loop(pipe, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, seed: int,
@@ -79,5 +137,14 @@ def run_loop(pipe, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, see
         metrics["seconds"] = seconds
         metrics["seconds_total"] = wall
         metrics["cache_mib_per_chunk"] = [t["cache_bytes"] / 2**20 for t in result.timings]
-        out[mode] = {"frames": result.frames, "metrics": metrics}
+        entry = {"frames": result.frames, "metrics": metrics}
+        if mode != "none":
+            alone = readout_alone(result, pipe.vae, gt)
+            entry["readout"] = alone
+            metrics["readout_psnr_mean"] = float(alone["psnr"].mean())
+            mine = metrics["psnr"]  # frames 1..N-1
+            metrics["model_psnr_at_readout_frames"] = float(
+                torch.tensor([mine[i - 1] for i in alone["index"]]).mean()
+            )
+        out[mode] = entry
     return out

@@ -1,7 +1,8 @@
-"""Grouped bar charts as PNG with Pillow (an imageio dependency), so plots need no matplotlib.
+"""Charts as PNG with Pillow (an imageio dependency), so plots need no matplotlib.
 
 `bar_panels` draws side-by-side panels, one per quantity, each with one group of bars per x
 value and one bar per series, a y axis from 0 with three labelled ticks, and a legend.
+`line_plot` draws series against x with dashed vertical marks (e.g. the loop's turnaround).
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))  # one per series
+COLORS = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
+    (148, 103, 189), (140, 86, 75), (127, 127, 127),
+)  # one per series  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,4 +88,45 @@ def bar_panels(panels: Sequence[Panel], title: str = "", panel_size=(520, 360)) 
         draw.text((10, 8), title, fill=(0, 0, 0), font=font)
     for i, panel in enumerate(panels):
         _panel(draw, font, (i * pw, head, (i + 1) * pw, head + ph), panel)
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def line_plot(x: Sequence, series: dict, marks: dict | None = None, title: str = "",
+              y_label: str = "", size=(640, 360)) -> np.ndarray:  # fmt: skip
+    """Lines of `series` (name -> values over `x`), horizontal dotted lines for constant
+    references given as single numbers, and vertical `marks` (label -> x); [H,W,3] uint8."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    W, H = size
+    left, right, top, bottom = 48, 120, 26, 30
+    img = Image.new("RGB", (W, H), (255, 255, 255))
+    d, font = ImageDraw.Draw(img), ImageFont.load_default()
+    values = [v for vs in series.values() for v in (vs if isinstance(vs, Sequence) else [vs])]
+    lo, hi = min(values), max(values)
+    hi = hi if hi > lo else lo + 1
+    x0, x1 = min(x), max(x)
+
+    def px(xv, yv):
+        u = left + (xv - x0) / max(x1 - x0, 1e-9) * (W - left - right)
+        return u, top + (hi - yv) / (hi - lo) * (H - top - bottom)
+
+    d.text((8, 6), title, fill=(0, 0, 0), font=font)
+    d.line([(left, top), (left, H - bottom), (W - right, H - bottom)], fill=(0, 0, 0))
+    for yv in (lo, (lo + hi) / 2, hi):
+        d.text((4, px(x0, yv)[1] - 6), _fmt(yv), fill=(0, 0, 0), font=font)
+    d.text((left, H - bottom + 12), f"{y_label} over frame {x0}..{x1}", fill=(0, 0, 0), font=font)
+    for label, xv in (marks or {}).items():
+        u = px(xv, lo)[0]
+        for y in range(top, H - bottom, 6):
+            d.line([(u, y), (u, y + 3)], fill=(120, 120, 120))
+        d.text((u + 3, top), label, fill=(90, 90, 90), font=font)
+    for k, (name, vs) in enumerate(series.items()):
+        color = COLORS[k % len(COLORS)]
+        if isinstance(vs, Sequence):
+            d.line([px(a, b) for a, b in zip(x, vs, strict=True)], fill=color, width=2)
+        else:  # a constant reference (a baseline)
+            (ua, v), (ub, _) = px(x0, vs), px(x1, vs)
+            for u in range(int(ua), int(ub), 8):
+                d.line([(u, v), (u + 4, v)], fill=color)
+        d.text((W - right + 8, top + 14 * k), name, fill=color, font=font)
     return np.asarray(img, dtype=np.uint8).copy()

@@ -90,20 +90,26 @@ def side_by_side(panels: dict[str, torch.Tensor], upscale: int) -> torch.Tensor:
     return torch.cat(cols, dim=3)
 
 
-def return_sheet(rows: dict[str, torch.Tensor], indices: list[int], scale: int = 2):
-    """Contact sheet [H',W',3] uint8 of frames `indices`, one labelled row per entry."""
+def return_sheet(rows: dict[str, torch.Tensor], indices: list[int], scale: int = 2,
+                 columns: list[str] | None = None):  # fmt: skip
+    """Contact sheet [H',W',3] uint8 of frames `indices`, one labelled row per entry.
+
+    `columns` labels each column on top (default: "f<index>", the frame index).
+    """
     import numpy as np
     from PIL import Image, ImageDraw
 
     imgs = [r[indices].repeat_interleave(scale, 2).repeat_interleave(scale, 3)
             for r in rows.values()]  # fmt: skip
     sheet = contact_sheet(imgs)
-    label_w, pad = 56, 2
-    canvas = np.full((sheet.shape[0], sheet.shape[1] + label_w, 3), 255, np.uint8)
-    canvas[:, label_w:] = sheet
+    label_w, head, pad = 56, 14, 2
+    canvas = np.full((sheet.shape[0] + head, sheet.shape[1] + label_w, 3), 255, np.uint8)
+    canvas[head:, label_w:] = sheet
     im = Image.fromarray(canvas)
     d = ImageDraw.Draw(im)
-    H = imgs[0].shape[2]
+    H, W = imgs[0].shape[2:]
     for i, name in enumerate(rows):
-        d.text((4, pad + i * (H + pad) + H // 2 - 6), name, fill=(0, 0, 0))
+        d.text((4, head + pad + i * (H + pad) + H // 2 - 6), name, fill=(0, 0, 0))
+    for j, text in enumerate(columns or [f"f{i}" for i in indices]):
+        d.text((label_w + pad + j * (W + pad) + 2, 1), text, fill=(0, 0, 0))
     return np.asarray(im)

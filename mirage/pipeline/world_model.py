@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mirage.geometry import Cameras
-from mirage.memory import make_memory
+from mirage.memory import Readout, make_memory
 from mirage.pipeline.chunks import num_context, plan_chunks
 from mirage.pipeline.conditioning import chunk_context, observation, side_condition
 from mirage.pipeline.config import GenerationConfig
@@ -33,6 +33,7 @@ class GenerationResult:
     memory: object  # the final SpatialMemory (NoMemory for memory="none")
     timings: list[dict]  # per chunk: seconds per stage, cache points and bytes after it
     metadata: dict = field(default_factory=dict)
+    readouts: list = field(default_factory=list)  # per chunk: the Readout of its slots (CPU)
 
 
 class MiragePipeline:
@@ -150,7 +151,7 @@ class MiragePipeline:
         # Init: the first frame, encoded, seeds the memory.
         init_times = dict.fromkeys(WRITE_STAGES, 0.0)
         first = self._write(memory, image[None], cameras[0], [0], init_times)  # [1,C,h,w]
-        frames, chunk_latents, timings = [image[None].cpu()], [], []
+        frames, chunk_latents, timings, readouts = [image[None].cpu()], [], [], []
         targets = first[:0]
 
         for chunk in tqdm(plan, desc="chunks", disable=not progress):
@@ -159,7 +160,11 @@ class MiragePipeline:
             context = chunk_context(targets, num_context(chunk.index, cfg.context_latents))
             # 1. read the memory for the chunk's latent-frame cameras (context slots get none)
             with _timed(times, "read", dev):
-                cond = side_condition(memory.read(cameras[slots], latent_hw), len(context))
+                readout = memory.read(cameras[slots], latent_hw)
+                cond = side_condition(readout, len(context))
+            readouts.append(
+                Readout(*(x.cpu() for x in (readout.latents, readout.mask, readout.depth)))
+            )
             # 2. denoise the target slots; context and first frame are clean (t = 0)
             noise = torch.randn(len(slots) - 1, *first.shape[1:], generator=gen).to(dev)
             with _timed(times, "denoise", dev), self.offload.running(self.transformer):
@@ -192,7 +197,9 @@ class MiragePipeline:
             "init_seconds": init_times,
             "cameras": {"K": cameras.K.cpu().tolist(), "c2w": cameras.c2w.cpu().tolist()},
         }
-        return GenerationResult(torch.cat(frames), chunk_latents, memory, timings, metadata)
+        return GenerationResult(
+            torch.cat(frames), chunk_latents, memory, timings, metadata, readouts
+        )
 
     def _write(self, memory, frames, cameras, indices, times) -> torch.Tensor:
         """Stages 4-7 for frames [T,3,H,W]: encode, masks, depth, insert; returns the latents.
