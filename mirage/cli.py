@@ -292,7 +292,7 @@ def memory_export_ply(
 
 def _eval_command(protocol: str):
     def command(
-        model: Path = typer.Option(..., help="Wan-layout model folder (transformer/, vae/, ...)."),
+        model: str = typer.Option("tiny", help="Model folder, or tiny (the embedded mirage-tiny)."),
         out: Path = typer.Option(..., help="Output folder (tables, JSON, contact sheets)."),
         synthetic: int = typer.Option(None, help="N held-out synthetic scenes (seeds 2**31+i)."),
         re10k: Path = typer.Option(None, help="RealEstate10K-layout folder of clips."),
@@ -321,6 +321,7 @@ def _eval_command(protocol: str):
         from mirage.eval.run import EvalJob, run_eval
         from mirage.pipeline import GenerationConfig
         from mirage.pipeline.config import parse_voxel_size
+        from mirage.pipeline.runner import resolve_model
 
         try:
             config = GenerationConfig(
@@ -328,7 +329,8 @@ def _eval_command(protocol: str):
                 voxel_size=parse_voxel_size(voxel_size), seed=seed,
             )  # fmt: skip
             job = EvalJob(
-                protocol=protocol, model=model, out=out, synthetic=synthetic, re10k=re10k,
+                protocol=protocol, model=resolve_model(model), out=out, synthetic=synthetic,
+                re10k=re10k,
                 size=parse_size(size), frames=frames, kind=kind, num_dynamic=dynamic,
                 stride=stride, max_clips=max_clips, branch=branch, lora=lora, depth=depth,
                 masks=masks, device=device, dtype=dtype, prompt=prompt,
@@ -354,7 +356,7 @@ eval_app.command(
 @app.command()
 def worldscore(
     instance: Path = typer.Argument(..., help="A WorldScore instance folder."),
-    model: Path = typer.Option(..., help="Wan-layout model folder (transformer/, vae/, ...)."),
+    model: str = typer.Option(..., help="Model folder, or tiny (the embedded mirage-tiny)."),
     depth: str = typer.Option(..., help="Depth model folder (WorldScore has no ground truth)."),
     out: Path = typer.Option(None, help="Where frames/ go (default: the instance folder)."),
     size: str = typer.Option("512x512", help="HEIGHTxWIDTH generated (multiples of 32)."),
@@ -374,13 +376,15 @@ def worldscore(
     from mirage.data.world import parse_size
     from mirage.eval.worldscore_run import WorldScoreJob, run_worldscore
     from mirage.pipeline import GenerationConfig
+    from mirage.pipeline.runner import resolve_model
 
     try:
         config = GenerationConfig(
             chunk_frames=chunk_frames, num_inference_steps=steps, memory=memory, seed=seed
         )
         job = WorldScoreJob(
-            instance=instance, model=model, out=out, size=parse_size(size), depth=depth,
+            instance=instance, model=resolve_model(model), out=out, size=parse_size(size),
+            depth=depth,
             masks=masks, branch=branch, lora=lora, prompt=prompt, dataset_root=dataset_root,
             device=device, dtype=dtype, config=config,
         )  # fmt: skip
