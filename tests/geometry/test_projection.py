@@ -114,7 +114,124 @@ def test_render_index_in_passes_equals_one_pass(gen, monkeypatch):
     cams = random_cameras(gen, 5, 12, 20)
     points = (torch.rand(400, 3, generator=gen) - 0.5) * 2 + torch.tensor([0.0, 0.0, 3.0])
     whole = projection.render_index(points, cams.K, cams.w2c, 12, 20)
-    monkeypatch.setattr(projection, "CPU_POINTS_PER_PASS", 900)  # two views per pass
+    monkeypatch.setattr(projection, "CPU_POINTS_PER_PASS", 150)  # passes of 150, 150, 100 points
     sliced = projection.render_index(points, cams.K, cams.w2c, 12, 20)
     assert torch.equal(whole[0], sliced[0]) and torch.equal(whole[1], sliced[1])
     assert (whole[0] >= 0).any()
+
+
+def _tie_scene(gen, N=600, H=5, W=7, finite=False):
+    """Cameras and points for render_index: exact depth ties, duplicates, behind, non-finite.
+
+    One camera has w2c = I, so its z is the point's Z exactly and Z from a few values gives
+    exact ties between different points; the others are rotated, where duplicated points tie.
+    """
+    cams = random_cameras(gen, 3, H, W)
+    K = torch.cat([cams.K, intrinsics(H, W)[None]])
+    w2c = torch.cat([cams.w2c, torch.eye(4)[None]])
+    Z = torch.randint(-2, 5, (N,), generator=gen).float() / 2  # -1 .. 2: behind, at 0, in front
+    XY = (torch.rand(N, 2, generator=gen) - 0.5) * 1.6 * Z.abs().clamp(min=0.5)[:, None]
+    points = torch.cat([XY, Z[:, None]], 1)
+    points[300:400] = points[200:300]  # duplicates: equal z in every view, the smaller index wins
+    points[400:420] = torch.tensor([0.01, 0.02, 1.0])  # twenty points in one cell, one z
+    if finite:  # every point finite: the fast path skips the test for infinite z
+        return points, K, w2c
+    points[420:425, 0] = float("inf")
+    points[425:430, 2] = float("nan")
+    points[430:435, 2] = float("inf")
+    points[435:440] = torch.tensor([0.0, 0.0, 0.0])  # at the camera centre (z = 0, uv = NaN)
+    return points, K, w2c
+
+
+# The CPU fast path's alternatives: passes over the points, float64 cell ids, keys without the
+# little-endian word layout. Each must give the same result as the default path.
+PATHS = {
+    "default": {},
+    "passes": {"CPU_POINTS_PER_PASS": 97},
+    "float64_cells": {"_FLOAT32_CELLS": 1},
+    "shifted_keys": {"_LITTLE_ENDIAN": False},
+    "elementwise": {"_GEMM_IS_EXACT": False},  # as on a BLAS that fails the probe
+}
+
+
+@pytest.mark.parametrize("finite", [False, True])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("seed", range(3))
+def test_render_index_matches_loop_twin_with_ties_and_points_behind(
+    seed, path, finite, monkeypatch
+):
+    import mirage.geometry.projection as projection
+
+    for name, value in PATHS[path].items():
+        monkeypatch.setattr(projection, name, value)
+    gen = torch.Generator().manual_seed(seed)
+    points, K, w2c = _tie_scene(gen, finite=finite)
+    index, depth = projection.render_index(points, K, w2c, 5, 7)
+    uv, z = project(points, K, w2c)
+    ref_index, ref_depth = _zbuffer(uv, z, 5, 7)
+    assert torch.equal(index, ref_index) and torch.equal(depth, ref_depth)
+    assert index.dtype == torch.int64 and depth.dtype == torch.float32
+    assert (z == z[:, :1]).sum() > 1 and (z < 0).any() and (z == 0).any()
+    assert finite == bool(torch.isfinite(z).all())
+    assert (index[-1] >= 0).sum() >= 10  # the w2c = I view sees its share of the scene
+    zb_index, zb_depth = zbuffer(uv, z, 5, 7)  # the vectorised z-buffer agrees as well
+    assert torch.equal(index, zb_index) and torch.equal(depth, zb_depth)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_render_index_view_does_not_depend_on_the_others(gen, path, monkeypatch):
+    import mirage.geometry.projection as projection
+
+    for name, value in PATHS[path].items():
+        monkeypatch.setattr(projection, name, value)
+    cams = random_cameras(gen, 6, 12, 20)
+    points = (torch.rand(3000, 3, generator=gen) - 0.5) * 2 + torch.tensor([0.0, 0.0, 3.0])
+    index, depth = projection.render_index(points, cams.K, cams.w2c, 12, 20)
+    for t in range(6):
+        one = projection.render_index(points, cams.K[t : t + 1], cams.w2c[t : t + 1], 12, 20)
+        assert torch.equal(one[0][0], index[t]) and torch.equal(one[1][0], depth[t])
+    uv, z = project(points, cams.K, cams.w2c)
+    for t in range(6):
+        uv1, z1 = project(points, cams.K[t : t + 1], cams.w2c[t : t + 1])
+        assert torch.equal(uv1[0], uv[t]) and torch.equal(z1[0], z[t])
+
+
+def test_cpu_gemm_is_used_only_where_it_equals_the_elementwise_sums(gen):
+    import mirage.geometry.projection as projection
+
+    pts = torch.randn(5000, 3, generator=gen) * 50
+    P = torch.randn(3, 4, generator=gen) * 200
+    cols = projection._columns(P)
+    want = projection._camera_rows(pts.T, cols, torch.empty(3, 5000), None)
+    got = projection._camera_rows_cpu(projection._homogeneous(pts), P, torch.empty(3, 5000), None)
+    assert torch.equal(want, got)  # whichever the probe chose
+
+
+def test_render_index_ignores_a_point_whose_z_overflows_to_inf():
+    from mirage.geometry import render_index
+
+    # 45 degrees about y, f = 1, no principal point offset: the first point has x = 0 (the
+    # products cancel) and z = inf (they add up past float32's range), so u = x / z = 0 would
+    # land in cell (0, 0) if z = inf were not refused; the second point does land there.
+    c = torch.tensor(0.5).sqrt().item()
+    K = torch.eye(3)[None]
+    w2c = torch.tensor([[[c, 0, c, 0], [0, 1, 0, 0], [-c, 0, c, 0], [0, 0, 0, 1.0]]])
+    points = torch.tensor([[-3e38, 0.0, 3e38], [0.0, 0.0, 0.0]])
+    points[1] = torch.tensor([0.1, 0.1, 5.0]) @ w2c[0, :3, :3]  # camera (0.1, 0.1, 5) in world
+    uv, z = project(points, K, w2c)
+    assert z[0, 0] == float("inf") and uv[0, 0].tolist() == [0.0, 0.0]
+    for pts, expect in ((points, 1), (points[:1], -1)):
+        index, depth = render_index(pts, K, w2c, 2, 3)
+        ref_index, ref_depth = _zbuffer(*project(pts, K, w2c), 2, 3)
+        assert torch.equal(index, ref_index) and torch.equal(depth, ref_depth)
+        assert index[0, 0, 0] == expect
+
+
+def test_render_index_of_no_points_and_no_views(gen):
+    from mirage.geometry import render_index
+
+    cams = random_cameras(gen, 2, 3, 4)
+    index, depth = render_index(torch.zeros(0, 3), cams.K, cams.w2c, 3, 4)
+    assert index.shape == (2, 3, 4) and torch.all(index == -1) and torch.all(depth == 0)
+    index, depth = render_index(torch.ones(5, 3), cams.K[:0], cams.w2c[:0], 3, 4)
+    assert index.shape == (0, 3, 4) and depth.shape == (0, 3, 4)
