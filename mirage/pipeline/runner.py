@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -223,6 +224,8 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
 
     scene, cameras, image = resolve_inputs(job)
     check_job(job, cameras, image)
+    if progress:  # loading a 5B model takes minutes: say so before the first bar appears
+        print(f"loading the model from {job.model} ...", file=sys.stderr, flush=True)
     # with the memory off nothing is ever inserted: no depth or mask model is needed
     geometry = job.config.memory != "none"
     pipe = build_pipeline(
