@@ -21,6 +21,7 @@ returning all T frames in [0, 1] (the context positions included; they are not s
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -170,10 +171,13 @@ def _evaluate(
     sheet_frames: int,
     shard,
     before_clip: Callable | None,
+    run: dict | None = None,
 ) -> dict:
     """The per-clip loop both protocols share: shard, check, score, sheet, then `_finish`.
 
     `score_clip(scorer, name, frames, cameras)` returns (row, sheet rows [N,3,H,W] each).
+    With `out_dir`, each finished clip's row is kept in clips/ with the protocol and `run`
+    (what produced it: model, config); a later run with the same ones reuses it.
     """
     shard = _check_shard(shard)
     scorer = _Scorer(lpips_backbone, lpips_heads)
@@ -182,13 +186,32 @@ def _evaluate(
         if before_clip is not None:
             before_clip(clip)
         name, frames, cameras = _check_clip(clip, i)
-        row, sheet_rows = score_clip(scorer, name, frames, cameras)
-        rows.append({"index": i, "clip": name, **row})
-        if out_dir is not None and sheet_frames > 0:
-            path = Path(out_dir) / "sheets" / f"{stem}_{name}.png"
-            write_png(path, contact_sheet(sheet_rows))
+        done = None if out_dir is None else Path(out_dir) / "clips" / f"{stem}_{i:05d}_{name}.json"
+        key = {"protocol": protocol, "run": run}
+        row = _finished_row(done, key)
+        if row is None:
+            row, sheet_rows = score_clip(scorer, name, frames, cameras)
+            row = {"index": i, "clip": name, **row}
+            if out_dir is not None and sheet_frames > 0:
+                path = Path(out_dir) / "sheets" / f"{stem}_{name}.png"
+                write_png(path, contact_sheet(sheet_rows))
+            if done is not None:  # written last: an interrupted run resumes after this clip
+                write_json(done, {"key": key, "row": row})
+        rows.append(row)
     summary = {"protocol": protocol, "lpips_note": scorer.lpips_note}
     return _finish(out_dir, stem, rows, summary, shard)
+
+
+def _finished_row(path: Path | None, key: dict) -> dict | None:
+    """The row a previous run wrote for this clip under the same key, else None."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        return None  # unreadable: score the clip again
+    same = saved.get("key") == json.loads(json.dumps(key, default=str))
+    return saved.get("row") if same else None
 
 
 def _finish(out_dir, stem: str, rows: list[dict], summary: dict, shard) -> dict:
@@ -256,6 +279,7 @@ def evaluate_nvs(
     sheet_frames: int = 6,
     shard: tuple[int, int] = (0, 1),
     before_clip: Callable | None = None,
+    run: dict | None = None,
 ) -> dict:
     """Novel-view evaluation of `generate_fn` on clips (objects with name, frames, cameras).
 
@@ -294,6 +318,7 @@ def evaluate_nvs(
         sheet_frames,
         shard,
         before_clip,
+        run,
     )
 
 
@@ -319,6 +344,7 @@ def evaluate_closed_loop(
     sheet_frames: int = 6,
     shard: tuple[int, int] = (0, 1),
     before_clip: Callable | None = None,
+    run: dict | None = None,
 ) -> dict:
     """Closed-loop evaluation: generate a go-and-return and compare each return frame.
 
@@ -381,6 +407,7 @@ def evaluate_closed_loop(
         sheet_frames,
         shard,
         before_clip,
+        run,
     )
 
 

@@ -118,6 +118,9 @@ def run_eval(job: EvalJob, shard: tuple[int, int] | None = None) -> dict:
         out_dir=job.out, lpips_backbone=job.lpips_backbone, lpips_heads=job.lpips_heads,
         sheet_frames=job.sheet_frames, shard=shard,
         before_clip=bind_scene if job.synthetic is not None else None,
+        # finished clips are reused only by a run of the same model files and settings
+        run={"job": {k: v for k, v in asdict(job).items() if k not in ("config", "out")},
+             "config": asdict(job.config), "files": pipe.files},
     )  # fmt: skip
     generate_fn = pipeline_generate_fn(pipe, job.config, job.prompt)
     if job.protocol == "nvs":

@@ -91,6 +91,27 @@ def test_evaluate_nvs_passes_context_and_scores_only_targets(tmp_path):
     assert res["mean"]["psnr"] == PSNR_CAP_DB
 
 
+def test_an_interrupted_evaluation_resumes_after_its_finished_clips(tmp_path):
+    cams = _cameras([0.0, 0.1, 0.2])
+    clips = [EvalClip(f"c{i}", render(cams), cams) for i in range(3)]
+    calls = []
+
+    def fn(context, cameras):
+        calls.append(1)
+        return _offset_fn(context, cameras)
+
+    first = evaluate_nvs(fn, clips, out_dir=tmp_path)
+    assert len(calls) == 3
+    (tmp_path / "nvs.json").unlink()  # as if the run stopped before its tables
+    done = sorted((tmp_path / "clips").glob("*.json"))
+    done[-1].unlink()  # ... and before its last clip
+    again = evaluate_nvs(fn, clips, out_dir=tmp_path)
+    assert len(calls) == 4  # only the unfinished clip ran again
+    assert again["per_clip"] == first["per_clip"] and again["mean"] == first["mean"]
+    evaluate_nvs(fn, clips, out_dir=tmp_path, target_stride=2)  # another protocol: all anew
+    assert len(calls) == 7
+
+
 def test_evaluate_without_lpips_weights_reports_na(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     cams = _cameras([0.0, 0.1, 0.2])
