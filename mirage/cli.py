@@ -431,11 +431,21 @@ def bench_readout(
     device: str = typer.Option("cpu", help="Device to time on (cpu, cuda)."),
     out_dir: Path = typer.Option(Path("benchmarks/results"), help="Where the CSV goes."),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing result of these settings."),
 ):
     """Time LatentSpatialMemory.read against points, views and grid size."""
-    from mirage.eval.bench_readout import run_readout_benchmark
+    from mirage.eval.bench_readout import readout_result_name, run_readout_benchmark
 
+    _keep_results(out_dir / readout_result_name(quick, device, threads), overwrite)
     run_readout_benchmark(quick=quick, device=device, out_dir=out_dir, threads=threads)
+
+
+def _keep_results(path: Path, overwrite: bool) -> None:
+    """Results on disk (committed figures among them) are replaced only when asked."""
+    if path.exists() and not overwrite:
+        raise typer.BadParameter(
+            f"{path} exists; pass --overwrite to replace it, or --out-dir for a new folder"
+        )
 
 
 @bench_app.command("memory")
@@ -447,12 +457,18 @@ def bench_memory(
     repeats: int = typer.Option(1, help="Timed reads per row (median)."),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N."),
     out_dir: Path = typer.Option(Path("benchmarks/results"), help="Where CSV and PNG go."),
+    overwrite: bool = typer.Option(False, help="Replace an existing result of these settings."),
 ):
     """Read cost and cache size: latent memory vs RGB point cache + Wan2.2 VAE, side by side."""
     from dataclasses import replace
 
     from mirage.data.world import parse_size
-    from mirage.eval.bench_memory import QUICK, MemoryBenchConfig, run_memory_benchmark
+    from mirage.eval.bench_memory import (
+        QUICK,
+        MemoryBenchConfig,
+        memory_result_name,
+        run_memory_benchmark,
+    )
 
     try:
         if quick:
@@ -465,6 +481,7 @@ def bench_memory(
                 chunk_frames=chunk_frames, repeats=repeats, device=device,
             )  # fmt: skip
             name = None
+        _keep_results(out_dir / f"{name or memory_result_name(cfg)}.csv", overwrite)
         run_memory_benchmark(cfg, out_dir=out_dir, name=name)
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e

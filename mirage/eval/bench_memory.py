@@ -136,6 +136,11 @@ def _timed(fn, sync, repeats: int) -> float:
     return statistics.median(times)
 
 
+def memory_result_name(cfg: MemoryBenchConfig) -> str:
+    """The file stem a run of `cfg` writes (CSV, PNG, machine JSON)."""
+    return f"memory_cost_{cfg.height}x{cfg.width}_{str(cfg.device).split(':')[0]}"
+
+
 def run_memory_benchmark(cfg: MemoryBenchConfig, out_dir: str | Path | None = None, name=None):
     """Measure both caches after each rollout length in `cfg.chunks`; print, write CSV and PNG.
 
@@ -208,7 +213,7 @@ def run_memory_benchmark(cfg: MemoryBenchConfig, out_dir: str | Path | None = No
         )
     if out_dir is not None:
         out_dir = Path(out_dir)
-        name = name or f"memory_cost_{cfg.height}x{cfg.width}_{str(cfg.device).split(':')[0]}"
+        name = name or memory_result_name(cfg)
         machine = {**describe_machine(str(cfg.device)), "config": asdict(cfg)}
         write_rows(rows, out_dir / f"{name}.csv", machine)
         write_memory_plot(rows, out_dir / f"{name}.png", cfg)

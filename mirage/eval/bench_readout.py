@@ -65,6 +65,12 @@ def _time_read(mem: LatentSpatialMemory, cams: Cameras, repeats: int) -> float:
     return statistics.median(times)
 
 
+def readout_result_name(quick: bool, device: str, threads: int) -> str:
+    """The CSV file name a sweep of these settings writes (so callers can check it first)."""
+    suffix = f"_{threads}thread" if threads > 0 else ""
+    return f"memory_readout_{'quick_' if quick else ''}{device.split(':')[0]}{suffix}.csv"
+
+
 def run_readout_benchmark(
     quick: bool = False, device: str = "cpu", out_dir: Path | None = None, threads: int = 0
 ):
@@ -101,8 +107,7 @@ def run_readout_benchmark(
             f"{r['read_ms']:9.2f} ms ({r['ms_per_view']:.2f} ms/view)"
         )
     if out_dir is not None:
-        suffix = f"_{threads}thread" if threads > 0 else ""
-        name = f"memory_readout_{'quick_' if quick else ''}{device.split(':')[0]}{suffix}.csv"
+        name = readout_result_name(quick, device, threads)
         write_rows(rows, Path(out_dir) / name, describe_machine(device))
         print(f"wrote {Path(out_dir) / name}")
     return rows

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+from pathlib import Path
 
 import imageio.v3 as iio
 import torch
@@ -39,6 +40,11 @@ def test_quick_run_writes_csv_plot_and_closed_form_bytes(tmp_path):
     png = iio.imread(f"{stem}.png")
     assert png.ndim == 3 and png.shape[2] == 3 and png.shape[1] > png.shape[0]
     assert (png != 255).any()  # something was drawn
+    # a second run would replace those results: refused unless asked, the files untouched
+    before = Path(f"{stem}.csv").read_bytes()
+    again = CliRunner().invoke(app, ["bench", "memory", "--quick", "--out-dir", str(tmp_path)])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert Path(f"{stem}.csv").read_bytes() == before
 
     scene, cams = bench_scene_and_cameras(QUICK)
     for r in rows:
