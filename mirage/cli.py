@@ -99,6 +99,9 @@ def generate(
     dynamic: int = typer.Option(0, help="Moving objects in the synthetic scene."),
     trajectory: str = typer.Option("orbit", help="A preset name or a trajectory JSON file."),
     fov: float = typer.Option(60.0, help="Horizontal field of view (deg) for a preset's camera."),
+    geometry: Path = typer.Option(
+        None, help="An official geometry.npz: cameras, depth and masks of every frame."
+    ),
     frames: int = typer.Option(33, help="Frames for a preset: 1 + n * (chunk_frames - 1)."),
     size: str = typer.Option(None, help="HEIGHTxWIDTH (default: the model's, else the image's)."),
     prompt: str = typer.Option(None, help="Text prompt (needs a text encoder in --model)."),
@@ -144,6 +147,7 @@ def generate(
         )  # fmt: skip
         job = GenerateJob(
             model=model_dir, out=out, trajectory=trajectory, frames=frames, fov=fov,
+            geometry=geometry,
             size=parse_size(size) if size else None, image=image, scene_seed=scene,
             scene_kind=scene_kind, num_dynamic=dynamic, prompt=prompt, branch=branch, lora=lora,
             depth=depth, masks=masks, device=device, dtype=dtype, offload=offload,

@@ -5,13 +5,21 @@
 
 from mirage.perception.base import DepthProvider, MaskProvider, check_frames
 from mirage.perception.depth import DepthAnythingV2Depth, DepthProDepth, load_depth_provider
-from mirage.perception.ground_truth import GroundTruthDepth, GroundTruthMasks, NoMasks
+from mirage.perception.ground_truth import (
+    FileDepth,
+    FileMasks,
+    GroundTruthDepth,
+    GroundTruthMasks,
+    NoMasks,
+)
 from mirage.perception.masks import Sam3Masks, load_mask_provider
 
 __all__ = [
     "DepthAnythingV2Depth",
     "DepthProDepth",
     "DepthProvider",
+    "FileDepth",
+    "FileMasks",
     "GroundTruthDepth",
     "GroundTruthMasks",
     "MaskProvider",

@@ -119,3 +119,39 @@ class NoMasks:
         check_frames(frames, cameras, frame_indices)
         T, _, H, W = frames.shape
         return torch.zeros(T, H, W, dtype=torch.bool, device=frames.device)
+
+
+class FileDepth:
+    """Depth given with the input (an official `geometry.npz`): frame i gets `depths[i]`.
+
+    # depths [N,H,W] z-depth (0 = none), metric as the file's poses are
+    """
+
+    metric = True
+
+    def __init__(self, depths: torch.Tensor):
+        self.depths = depths
+
+    def __call__(self, frames, cameras, frame_indices):
+        check_frames(frames, cameras, frame_indices)
+        return _rows(self.depths, frame_indices, "depth").to(frames.device)
+
+
+class FileMasks:
+    """Exclusion from the input's `masks` (True = keep): frame i excludes `~keep[i]`."""
+
+    def __init__(self, keep: torch.Tensor):
+        self.keep = keep
+
+    def __call__(self, frames, cameras, frame_indices):
+        check_frames(frames, cameras, frame_indices)
+        return ~_rows(self.keep, frame_indices, "masks").to(frames.device)
+
+
+def _rows(values: torch.Tensor, frame_indices: torch.Tensor, what: str) -> torch.Tensor:
+    idx = frame_indices.cpu().long()
+    if idx.max() >= len(values):
+        raise ValueError(
+            f"the input file has {what} for {len(values)} frames, frame {int(idx.max())} asked"
+        )
+    return values[idx]

@@ -29,6 +29,7 @@ class GenerateJob:
     scene_seed: int | None = None  # a synthetic scene (ground-truth depth/masks, first frame)
     scene_kind: str = "indoor"
     fov: float = 60.0  # horizontal field of view (degrees) of the first camera of a preset
+    geometry: Path | None = None  # an official geometry.npz: cameras, depth, masks, frame 0
     num_dynamic: int = 0
     prompt: str | None = None
     branch: Path | None = None
@@ -139,6 +140,8 @@ def _start_camera(height: int, width: int, fov_deg: float = 60.0) -> Cameras:
 
 def resolve_inputs(job: GenerateJob):
     """Scene, cameras and first frame of a job, all checked before any model loads."""
+    if job.geometry is not None:
+        return _geometry_inputs(job)
     from mirage.data.trajectories import PRESETS, load_trajectory, make_trajectory
 
     if job.scene_seed is not None and job.image is not None:
@@ -183,6 +186,26 @@ def resolve_inputs(job: GenerateJob):
     return scene, cameras, image
 
 
+def _geometry_inputs(job: GenerateJob):
+    """(None, cameras, first frame) from an official geometry.npz (`job.image` overrides)."""
+    from mirage.data.geometry_file import load_geometry
+
+    if job.scene_seed is not None:
+        raise ValueError("give `--geometry` or `--scene`, not both")
+    geo = load_geometry(job.geometry)
+    image = geo.first_frame
+    if job.image is not None:
+        if not Path(job.image).is_file():
+            raise FileNotFoundError(f"`image` not found: {job.image}")
+        image = _load_image(job.image, (geo.cameras.height, geo.cameras.width))
+    if image is None:
+        raise ValueError(
+            f"{job.geometry} has no `frames` and no first_frame.png or clip.mp4 beside it: "
+            "pass --image"
+        )
+    return None, geo.cameras, image
+
+
 def _load_image(path, size: tuple[int, int] | None) -> torch.Tensor:  # -> [3,H,W] in [0,1]
     """Read an image once (grey becomes RGB); crop and resize it to `size` (H, W) if given."""
     import imageio.v3 as iio
@@ -224,15 +247,18 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
 
     scene, cameras, image = resolve_inputs(job)
     check_job(job, cameras, image)
+    from_file = job.geometry is not None  # depth and masks come with the input
     if progress:  # loading a 5B model takes minutes: say so before the first bar appears
         print(f"loading the model from {job.model} ...", file=sys.stderr, flush=True)
     # with the memory off nothing is ever inserted: no depth or mask model is needed
     geometry = job.config.memory != "none"
     pipe = build_pipeline(
-        job.model, job.branch, job.lora, depth=job.depth if geometry else None,
-        masks=job.masks if geometry else "none", scene=scene,
+        job.model, job.branch, job.lora, depth=job.depth if geometry and not from_file else None,
+        masks=job.masks if geometry and not from_file else "none", scene=scene,
         device=job.device, dtype=getattr(torch, job.dtype), offload=job.offload,
     )  # fmt: skip
+    if from_file and geometry:
+        _use_geometry_file(pipe, job.geometry)
     result = pipe.generate(image, cameras, prompt=job.prompt, config=job.config, progress=progress)
     result.metadata["job"] = {k: v for k, v in asdict(job).items() if k != "config"}
     result.metadata["job"].update(branch=pipe.files.get("branch"), lora=pipe.files.get("lora"))
@@ -240,6 +266,16 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
     with atomic_dir(job.out) as tmp:  # complete or absent: never a mix of two runs
         paths = write_outputs(result, tmp, fps=job.config.fps)
     return {k: Path(job.out) / p.relative_to(tmp) for k, p in paths.items()}
+
+
+def _use_geometry_file(pipe, path) -> None:
+    """Depth (and masks, where given) of the generated frames from the geometry file."""
+    from mirage.data.geometry_file import load_geometry
+    from mirage.perception import FileDepth, FileMasks
+
+    geo = load_geometry(path)
+    pipe.depth = FileDepth(geo.depths)
+    pipe.masks = FileMasks(geo.keep) if geo.keep is not None else None
 
 
 def write_outputs(result: GenerationResult, out: Path, fps: float = 16.0) -> dict[str, Path]:
