@@ -60,6 +60,8 @@ def render_world(
         raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}")
     if fps <= 0:
         raise ValueError(f"`fps` must be positive, got {fps}")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"`out_dir` must be a folder, but {out_dir} is a file")
     scene = make_scene(seed, kind, num_dynamic)
     if trajectory in PRESETS:
         start = scene.start_camera(height, width, fov_deg)

@@ -95,6 +95,7 @@ def check_job(job: GenerateJob, cameras, image) -> None:
     if job.config.guidance_scale > 1 and not (has_text and job.prompt):
         raise ValueError("`--guidance` > 1 needs a prompt and a text encoder to guide with")
     plan_chunks(len(cameras), job.config.chunk_frames)  # the length fits the chunk plan
+    _warn_if_not_native(root, (cameras.height, cameras.width), job.config.chunk_frames)
     factor = _spatial_factor(root)
     H, W = image.shape[1:]
     if factor and (H % (2 * factor) or W % (2 * factor)):
@@ -105,6 +106,19 @@ def check_job(job: GenerateJob, cameras, image) -> None:
 
 
 DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _warn_if_not_native(model: Path, size: tuple[int, int], chunk_frames: int) -> None:
+    """Say so when a model is asked for a size or chunk length it was not trained for."""
+    native = model_defaults(model)
+    trained = (native.get("height"), native.get("width"), native.get("chunk_frames"))
+    if None not in trained and trained != (*size, chunk_frames):
+        warnings.warn(
+            f"{model.name} was trained for {trained[0]}x{trained[1]} frames in chunks of "
+            f"{trained[2]}; asked for {size[0]}x{size[1]} in chunks of {chunk_frames}: expect "
+            "worse pictures",
+            stacklevel=3,
+        )
 
 
 def check_device(device: str) -> None:

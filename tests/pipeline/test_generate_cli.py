@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from mirage.cli import app
 from mirage.data.re10k import count_frames
 from mirage.memory import LatentSpatialMemory
+from mirage.pipeline import GenerationConfig
 
 ARGS = ["--scene", "1", "--frames", "17", "--chunk-frames", "9", "--steps", "2", "--size", "64x64"]
 
@@ -185,3 +186,23 @@ def test_size_crops_to_the_aspect_ratio_instead_of_stretching():
     assert out[:, :, :30].max() < 0.05 and out[:, :, 34:].min() > 0.95  # the edge stays central
     tall = _fit(torch.rand(3, 90, 30), (32, 32))
     assert tall.shape == (3, 32, 32)
+
+
+def test_a_size_the_model_was_not_trained_for_is_warned_about(tmp_path):
+    import warnings
+
+    import torch
+
+    from mirage.pipeline.runner import GenerateJob, check_job, resolve_model
+
+    job = GenerateJob(model=resolve_model("tiny"), out=tmp_path / "x", scene_seed=1)
+    image = torch.zeros(3, 128, 128)
+    cams = type("C", (), {"height": 128, "width": 128, "__len__": lambda self: 33})()
+    with pytest.warns(UserWarning, match="trained for 64x64 frames in chunks of 9"):
+        check_job(job, cams, image)  # GenerationConfig's defaults: chunks of 33
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        native = GenerateJob(model=job.model, out=job.out, scene_seed=1,
+                             config=GenerationConfig(chunk_frames=9))  # fmt: skip
+        cams.height = cams.width = 64
+        check_job(native, cams, torch.zeros(3, 64, 64))
