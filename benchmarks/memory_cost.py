@@ -19,8 +19,9 @@ if __name__ == "__main__":
     parser.add_argument("--chunks", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out-dir", default=None, help="[benchmarks/results]")
     args = parser.parse_args()
-    out = Path(__file__).parent / "results"
+    out = Path(args.out_dir) if args.out_dir else Path(__file__).parent / "results"
     if args.quick:
         cfg, name = replace(QUICK, device=args.device), f"memory_cost_quick_{args.device}"
     else:

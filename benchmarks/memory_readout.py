@@ -86,8 +86,9 @@ if __name__ == "__main__":
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--views", type=int, default=9)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out-dir", default=None, help="[benchmarks/results]")
     args = parser.parse_args()
-    out = Path(__file__).parent / "results"
+    out = Path(args.out_dir) if args.out_dir else Path(__file__).parent / "results"
     if args.compare:
         run_read_comparison(
             reference_render_index, args.points, args.views, (44, 80), args.device, out,

@@ -28,7 +28,8 @@ import torch
 from mirage.eval.machine import describe_machine, write_rows
 
 
-def build(config: str, stage: int, device: torch.device, rank: int, side_every: int, ckpt: bool):
+def build(config: str, stage: int, device: torch.device, rank: int, side_every: int, ckpt: bool,
+          layers: int | None = None):  # fmt: skip
     from diffusers import WanTransformer3DModel
 
     from mirage.models.loading import tiny_transformer_config, wan22_ti2v_transformer_config
@@ -36,6 +37,7 @@ def build(config: str, stage: int, device: torch.device, rank: int, side_every: 
     from mirage.models.transformer import MirageTransformer
 
     cfg = tiny_transformer_config() if config == "tiny" else wan22_ti2v_transformer_config()
+    cfg["num_layers"] = layers or cfg["num_layers"]  # fewer blocks: the script on a CPU
     torch.manual_seed(0)
     with torch.device(device):  # fp32 master weights, built where they train
         base = WanTransformer3DModel(**cfg)
@@ -55,8 +57,9 @@ def one_stage(args) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model, params = build(
-        args.config, args.stage, device, args.rank, args.side_every, args.gradient_checkpointing
-    )
+        args.config, args.stage, device, args.rank, args.side_every, args.gradient_checkpointing,
+        args.layers,
+    )  # fmt: skip
     opt = torch.optim.AdamW(params, lr=1e-5)
     C, D = model.config.in_channels, model.config.text_dim
     s = 8 if args.config == "tiny" else 16  # the VAE's spatial factor
@@ -110,6 +113,7 @@ def one_stage(args) -> dict:
         "latent_frames": F,
         "tokens": F * (H // s // 2) * (W // s // 2) * args.batch_size,
         "gradient_checkpointing": args.gradient_checkpointing,
+        "layers": args.layers or "all",
         "trainable_params": sum(p.numel() for p in params),
         "total_params": sum(p.numel() for p in model.parameters()),
         "steps": args.steps,
@@ -132,6 +136,7 @@ def main(argv=None) -> None:
     p.add_argument("--text-len", type=int, default=None, help="text tokens [tiny 1, wan22 512]")
     p.add_argument("--rank", type=int, default=64, help="stage 2 LoRA rank")
     p.add_argument("--side-every", type=int, default=2)
+    p.add_argument("--layers", type=int, default=None, help="keep this many DiT blocks [all]")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
