@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -75,8 +76,14 @@ def lora_parameters(transformer) -> list[nn.Parameter]:
     return list(_lora_named_parameters(_base(transformer)).values())
 
 
-def add_lora(transformer, rank: int = 64, alpha: float = 64) -> list[nn.Parameter]:
-    """Add LoRA (rank, alpha) to the main blocks' self-attention projections; return its params."""
+def add_lora(
+    transformer, rank: int = 64, alpha: float = 64, modules: list[str] | None = None
+) -> list[nn.Parameter]:
+    """Add LoRA (rank, alpha) to the main blocks' self-attention projections; return its params.
+
+    `modules` names other base modules instead (e.g. `blocks.3.attn2.to_q`, `blocks.3.ffn.net.2`
+    of a LoRA converted from the official trainer, which also adapts cross-attention and FFN).
+    """
     if int(rank) != rank or rank < 1:
         raise ValueError(f"`rank` must be a positive integer, got {rank}")
     if not alpha > 0:
@@ -89,13 +96,14 @@ def add_lora(transformer, rank: int = 64, alpha: float = 64) -> list[nn.Paramete
     config = LoraConfig(
         r=int(rank),
         lora_alpha=float(alpha),
-        target_modules=TARGET_MODULES,
+        target_modules=TARGET_MODULES if modules is None else sorted(modules),
         lora_dropout=0.0,
         init_lora_weights=True,
     )
     base.add_adapter(config, adapter_name=ADAPTER_NAME)
     params = _lora_named_parameters(base)
-    expected = 4 * 2 * base.config.num_layers  # 4 projections x (A, B) per block
+    # 4 projections x (A, B) per block, or (A, B) per named module
+    expected = 4 * 2 * base.config.num_layers if modules is None else 2 * len(modules)
     if len(params) != expected:
         raise RuntimeError(f"LoRA wrapped {len(params)} weights, expected {expected}")
     return list(params.values())
@@ -151,7 +159,12 @@ def _rank_alpha_from_file(f, keys: list[str]) -> tuple[int, float]:
 
 @torch.no_grad()
 def load_lora(transformer, path: str | Path) -> None:
-    """Load a file written by `save_lora` (or any diffusers-format LoRA on the same modules)."""
+    """Load a file written by `save_lora`, or any diffusers-format LoRA of the base model.
+
+    Into a model without LoRA, the adapter is added on exactly the modules the file names
+    (self-attention for ours; also cross-attention and FFN for one converted from the official
+    trainer).
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -168,7 +181,9 @@ def load_lora(transformer, path: str | Path) -> None:
             )
         rank, alpha = _rank_alpha_from_file(f, keys)
         if not has_lora(transformer):
-            add_lora(transformer, rank=rank, alpha=alpha)
+            modules = sorted({k[len(PREFIX) :].split(".lora_")[0] for k in keys})
+            default = all(re.fullmatch(TARGET_MODULES, m) for m in modules)
+            add_lora(transformer, rank=rank, alpha=alpha, modules=None if default else modules)
         own_cfg = _lora_config_of(base)
         if (own_cfg["r"], own_cfg["lora_alpha"]) != (rank, alpha):
             raise ValueError(

@@ -300,6 +300,23 @@ def test_official_lora_gives_w_plus_alpha_over_r_ba(tmp_path):
         torch.testing.assert_close(got, w, rtol=1e-4, atol=1e-4, msg=name)
 
 
+def test_official_lora_on_attention_and_ffn_loads_in_mirage(tmp_path):
+    # Mirage's own reader adds the adapter on exactly the modules the file names
+    rank, alpha = 4, 12.0
+    sd = official_lora(rank, LORA_MODULES)
+    src = tmp_path / "lora.safetensors"
+    save_file(sd, str(src))
+    out = tmp_path / "conv.safetensors"
+    convert_checkpoint(src, out, lora_alpha=alpha)
+    model = MirageTransformer.from_base(tiny_components(seed=0).transformer)
+    want = expected_weights(model.base, sd, rank, alpha)
+    load_lora(model, out)
+    assert {n.split(".")[2] for n in want} >= {"attn1", "attn2", "ffn"}
+    for name, w in want.items():
+        got = effective_weight(module_at(model.base, name))
+        torch.testing.assert_close(got, w, rtol=1e-4, atol=1e-4, msg=name)
+
+
 def test_official_lora_default_alpha_is_rank(tmp_path):
     rank = 3
     sd = official_lora(rank, ["self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o"])
