@@ -17,8 +17,8 @@ from mirage.models.vae import VideoVAE
 
 VAE_DIR = Path(mirage.__file__).parent / "assets" / "mirage-tiny-v2-vae"
 HELDOUT_SEED = 31_337  # scripts/train_tiny_vae.py: never a training seed
-PSNR_FLOOR = None  # dB, image latents (README.md: measured ...)
-VIDEO_PSNR_FLOOR = None  # dB, causal 9-frame clip
+PSNR_FLOOR = 24.5  # dB, image latents of these 12 frames (measured 25.03 dB)
+VIDEO_PSNR_FLOOR = 19.7  # dB, causal 9-frame clip 0 (measured 20.24 dB)
 COLOUR_ERROR_MAX = 0.02  # per-channel error of each frame's mean colour, averaged over frames
 
 
