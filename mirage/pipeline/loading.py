@@ -78,9 +78,8 @@ def build_pipeline(
     if lora is not None:
         load_lora(transformer, lora)
     transformer.eval()
-    pipe = MiragePipeline(
+    files = {"model": str(root), "branch": branch and str(branch), "lora": lora and str(lora)}
+    return MiragePipeline(
         transformer, VideoVAE(parts.vae), parts.scheduler, depth_provider, mask_provider,
-        parts.text_encoder, parts.tokenizer, device=device, offload=offload,
+        parts.text_encoder, parts.tokenizer, device=device, offload=offload, files=files,
     )  # fmt: skip
-    pipe.files = {"model": str(root), "branch": branch and str(branch), "lora": lora and str(lora)}
-    return pipe

@@ -153,7 +153,8 @@ def _start_camera(height: int, width: int, fov_deg: float = 60.0) -> Cameras:
 
 
 def resolve_inputs(job: GenerateJob):
-    """Scene, cameras and first frame of a job, all checked before any model loads."""
+    """Scene, cameras, first frame and geometry file (or None) of a job, checked before any
+    model loads."""
     if job.geometry is not None:
         return _geometry_inputs(job)
     from mirage.data.trajectories import PRESETS, load_trajectory, make_trajectory
@@ -197,11 +198,12 @@ def resolve_inputs(job: GenerateJob):
         if scene is None:
             raise ValueError("give an `image`, or a synthetic `scene_seed` to render one from")
         image = scene.render(cameras[0]).rgb[0]
-    return scene, cameras, image
+    return scene, cameras, image, None
 
 
 def _geometry_inputs(job: GenerateJob):
-    """(None, cameras, first frame) from an official geometry.npz (`job.image` overrides)."""
+    """(None, cameras, first frame, the file) from an official geometry.npz (`job.image`
+    overrides the file's first frame)."""
     from mirage.data.geometry_file import load_geometry
 
     if job.scene_seed is not None:
@@ -217,7 +219,7 @@ def _geometry_inputs(job: GenerateJob):
             f"{job.geometry} has no `frames` and no first_frame.png or clip.mp4 beside it: "
             "pass --image"
         )
-    return None, geo.cameras, image
+    return None, geo.cameras, image, geo
 
 
 def _load_image(path, size: tuple[int, int] | None) -> torch.Tensor:  # -> [3,H,W] in [0,1]
@@ -259,9 +261,9 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
     """Generate the video of `job` and write it with its memory and metadata into `job.out`."""
     from mirage.pipeline.loading import build_pipeline
 
-    scene, cameras, image = resolve_inputs(job)
+    scene, cameras, image, geo = resolve_inputs(job)
     check_job(job, cameras, image)
-    from_file = job.geometry is not None  # depth and masks come with the input
+    from_file = geo is not None  # depth and masks come with the input
     if progress:  # loading a 5B model takes minutes: say so before the first bar appears
         print(f"loading the model from {job.model} ...", file=sys.stderr, flush=True)
     # with the memory off nothing is ever inserted: no depth or mask model is needed
@@ -272,7 +274,10 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
         device=job.device, dtype=getattr(torch, job.dtype), offload=job.offload,
     )  # fmt: skip
     if from_file and geometry:
-        _use_geometry_file(pipe, job.geometry)
+        from mirage.perception import FileDepth, FileMasks
+
+        pipe.depth = FileDepth(geo.depths)
+        pipe.masks = FileMasks(geo.keep) if geo.keep is not None else None
     result = pipe.generate(image, cameras, prompt=job.prompt, config=job.config, progress=progress)
     result.metadata["job"] = {k: v for k, v in asdict(job).items() if k != "config"}
     result.metadata["job"].update(branch=pipe.files.get("branch"), lora=pipe.files.get("lora"))
@@ -280,16 +285,6 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
     with atomic_dir(job.out) as tmp:  # complete or absent: never a mix of two runs
         paths = write_outputs(result, tmp, fps=job.config.fps)
     return {k: Path(job.out) / p.relative_to(tmp) for k, p in paths.items()}
-
-
-def _use_geometry_file(pipe, path) -> None:
-    """Depth (and masks, where given) of the generated frames from the geometry file."""
-    from mirage.data.geometry_file import load_geometry
-    from mirage.perception import FileDepth, FileMasks
-
-    geo = load_geometry(path)
-    pipe.depth = FileDepth(geo.depths)
-    pipe.masks = FileMasks(geo.keep) if geo.keep is not None else None
 
 
 def write_outputs(result: GenerationResult, out: Path, fps: float = 16.0) -> dict[str, Path]:

@@ -50,11 +50,13 @@ class MiragePipeline:
             zero null embedding).
         device: the execution device (default: the transformer's).
         offload: keep the models on the CPU and move each to `device` only while it runs.
+        files: the model, side-branch and LoRA files it was built from (`build_pipeline`).
     """
 
     def __init__(
         self, transformer, vae, scheduler, depth, masks=None, text_encoder=None, tokenizer=None,
         device: str | torch.device | None = None, offload: bool = False,
+        files: dict | None = None,
     ):  # fmt: skip
         self.transformer = transformer
         self.vae = vae
@@ -65,7 +67,7 @@ class MiragePipeline:
         self.tokenizer = tokenizer
         self.device = torch.device(device) if device is not None else transformer.device
         self.offload = Offload(self.device, offload)
-        self.files: dict = {}  # the files it was built from (`build_pipeline` fills it)
+        self.files = dict(files or {})  # the files it was built from (recorded in metadata)
 
     # --- checks and text ------------------------------------------------------------------
 
