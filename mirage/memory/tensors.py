@@ -9,16 +9,21 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 
-def file_format(path: str | os.PathLike) -> str | None:
-    """The `format` entry of a memory file's header (None when it has none)."""
+def _read(path: str | os.PathLike, read):
+    """`read(f)` on the opened safetensors file; a missing or unreadable file in one line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no memory file at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("format")
+            return read(f)
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{path} is not a readable safetensors file ({err})") from None
+
+
+def file_format(path: str | os.PathLike) -> str | None:
+    """The `format` entry of a memory file's header (None when it has none)."""
+    return _read(path, lambda f: (f.metadata() or {}).get("format"))
 
 
 def load_tensors(path: str | os.PathLike, fmt: str, versions: tuple[str, ...]):
@@ -26,23 +31,19 @@ def load_tensors(path: str | os.PathLike, fmt: str, versions: tuple[str, ...]):
 
     Raises FileNotFoundError / ValueError naming the file and what is wrong with it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no memory file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != fmt:
-                raise ValueError(f"{path} is not a {fmt} file (format {meta.get('format')!r})")
-            if meta.get("version") not in versions:
-                raise ValueError(
-                    f"{path} has format version {meta.get('version')!r}; this Mirage reads "
-                    f"versions {', '.join(versions)}"
-                )
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file ({err})") from None
-    return meta, tensors
+
+    def read(f):
+        meta = f.metadata() or {}
+        if meta.get("format") != fmt:
+            raise ValueError(f"{path} is not a {fmt} file (format {meta.get('format')!r})")
+        if meta.get("version") not in versions:
+            raise ValueError(
+                f"{path} has format version {meta.get('version')!r}; this Mirage reads "
+                f"versions {', '.join(versions)}"
+            )
+        return meta, {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
+
+    return _read(path, read)
 
 
 def check_finite(path, tensors: dict[str, torch.Tensor]) -> None:
