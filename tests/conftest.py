@@ -13,6 +13,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module")
+def scene():
+    """A small outdoor synthetic scene with two moving objects (and sky)."""
+    from mirage.synthetic import make_scene
+
+    return make_scene(3, "outdoor", num_dynamic=2)
+
+
 @pytest.fixture
 def gen():
     """A seeded torch.Generator, so every test draws the same random inputs."""

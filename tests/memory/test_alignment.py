@@ -9,14 +9,8 @@ from mirage.memory import align_depth_scale
 from mirage.memory.alignment import _masked_median, _masked_median_loop
 from mirage.memory.pooling import _pool_depth
 from mirage.perception import GroundTruthDepth
-from mirage.synthetic import make_scene
 
 S = 4  # pixels per reference cell
-
-
-@pytest.fixture(scope="module")
-def scene():
-    return make_scene(3, "outdoor", num_dynamic=2)
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,7 @@ import pytest
 import torch
 
 from mirage.geometry import Cameras
-from mirage.synthetic import intrinsics, look_at, make_scene
-
-
-@pytest.fixture(scope="module")
-def scene():
-    return make_scene(3, "outdoor", num_dynamic=2)
+from mirage.synthetic import intrinsics, look_at
 
 
 @pytest.fixture(scope="module")
