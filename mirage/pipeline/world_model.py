@@ -225,6 +225,102 @@ class MiragePipeline:
             memory.observe(obs)
         return latents
 
+    # --- chunk by chunk (the explorer: the next cameras are known only after each chunk) ---
+    # The same steps as one iteration of `generate`'s loop; a test checks that driving these
+    # chunk by chunk gives generate's frames bit for bit, so the two cannot drift apart.
+
+    @torch.no_grad()
+    def start_chunks(
+        self,
+        image: torch.Tensor,  # [3,H,W] in [0,1], the first frame
+        camera: Cameras,  # one camera of H x W images
+        prompt: str | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        config: GenerationConfig | None = None,
+    ) -> ChunkState:
+        """Encode the first frame into a new memory; `next_chunk` then adds one chunk a call."""
+        cfg = config or GenerationConfig()
+        if not isinstance(camera, Cameras) or len(camera) != 1:
+            raise ValueError(f"`camera` must be a Cameras holding one camera, got {camera!r}")
+        one_chunk = camera[[0] * cfg.chunk_frames]  # checks size and chunk length like generate
+        self._check_inputs(image, one_chunk, prompt_embeds, cfg)
+        dev = self.device
+        image, camera = image.to(dev, torch.float32), camera.to(dev)
+        s = self.vae.spatial_factor
+        memory = make_memory(
+            cfg.memory, self.vae.z_dim, encode=self._encode, voxel_size=cfg.voxel_size,
+            dtype=getattr(torch, cfg.memory_dtype), device=dev, fusion=cfg.fusion,
+        )  # fmt: skip
+        first = self._write(memory, image[None], camera[0], [0], dict.fromkeys(WRITE_STAGES, 0.0))
+        return ChunkState(
+            config=cfg, memory=memory, first=first, targets=first[:0], frames=1,
+            latent_hw=(image.shape[1] // s, image.shape[2] // s),
+            text=self._text(prompt, prompt_embeds),
+            generator=torch.Generator().manual_seed(cfg.seed),
+            scheduler=self.sampler(cfg.shift),
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def next_chunk(self, state: ChunkState, cameras: Cameras, progress: bool = False):
+        """Generate one chunk along `cameras` (chunk_frames cameras; the first is the camera of
+        the last frame so far) and write it into `state` (changed in place).
+
+        Returns (frames [chunk_frames-1,3,H,W] on the CPU, the chunk's Readout on the CPU,
+        seconds per stage with the cache size after it)."""
+        cfg, dev = state.config, self.device
+        profile = getattr(self.transformer, "profile", "mirage")
+        if profile != "mirage":  # other profiles add references this loop does not build
+            raise ValueError(f"chunk by chunk needs the 'mirage' profile, got {profile!r}")
+        if not isinstance(cameras, Cameras) or len(cameras) != cfg.chunk_frames:
+            raise ValueError(
+                f"`cameras` must be a Cameras of {cfg.chunk_frames} cameras (one chunk), got "
+                f"{len(cameras) if isinstance(cameras, Cameras) else type(cameras).__name__}"
+            )
+        cameras = cameras.to(dev)
+        slots = list(range(0, cfg.chunk_frames, 4))  # the chunk's latent-frame cameras
+        times = dict.fromkeys(STAGES, 0.0)
+        null_text = torch.zeros_like(state.text) if cfg.guidance_scale > 1 else None
+        context = chunk_context(state.targets, num_context(state.chunks, cfg.context_latents))
+        # 1. read the memory for the chunk's latent-frame cameras (context slots get none)
+        with _timed(times, "read", dev):
+            readout = state.memory.read(cameras[slots], state.latent_hw)
+            cond = side_condition(readout, len(context))
+        # 2. denoise the target slots; context and first frame are clean (t = 0)
+        noise = torch.randn(len(slots) - 1, *state.first.shape[1:], generator=state.generator)
+        with _timed(times, "denoise", dev), self.offload.running(self.transformer):
+            targets = sample_chunk(
+                self.transformer, state.scheduler, torch.cat([context, state.first]),
+                noise.to(dev), state.text, cond, cfg.num_inference_steps, cfg.guidance_scale,
+                null_text, cfg.side_scale, progress,
+            )  # fmt: skip
+        # 3. decode the chunk (slot 0 decodes to the given first frame)
+        with _timed(times, "decode", dev), self.offload.running(self.vae.vae):
+            video = self.vae.decode(torch.cat([state.first, targets]))  # [4k+1,3,H,W]
+        # 4-7. the new latent-aligned frames go back into the memory (frame indices as generate)
+        index = [state.frames - 1 + m for m in slots[1:]]
+        state.first = self._write(state.memory, video[4::4], cameras[slots[1:]], index, times)[-1:]
+        state.targets, state.chunks = targets, state.chunks + 1
+        state.frames += cfg.chunk_frames - 1
+        times.update(cache_points=state.memory.num_points, cache_bytes=state.memory.nbytes)
+        cpu = Readout(*(x.cpu() for x in (readout.latents, readout.mask, readout.depth)))
+        return video[1:].cpu(), cpu, times
+
+
+@dataclass
+class ChunkState:
+    """Where a chunk-by-chunk generation stands (`start_chunks`, `next_chunk`)."""
+
+    config: GenerationConfig
+    memory: object  # the SpatialMemory so far
+    first: torch.Tensor  # [1,C,h,w] clean latent of the last frame: slot 0 of the next chunk
+    targets: torch.Tensor  # [k,C,h,w] target latents of the last chunk (the next context)
+    frames: int  # frames so far, the first frame included
+    latent_hw: tuple[int, int]
+    text: torch.Tensor  # [1,L,D] prompt embedding
+    generator: torch.Generator  # noise: advanced once per chunk, as in generate
+    scheduler: object
+    chunks: int = 0  # chunks generated so far
+
 
 def _shift_of(scheduler) -> dict:
     cfg = scheduler.config
