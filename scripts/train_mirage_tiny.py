@@ -1,15 +1,19 @@
-"""Reproduce mirage-tiny from scratch on a CPU: tiny VAE -> synthetic shards -> stage 0 -> stage 1.
+"""Reproduce the mirage-tiny v2 DiT + side branch on a CPU: synthetic shards -> stage 0.
 
-    OMP_NUM_THREADS=1 python scripts/train_mirage_tiny.py --work out/tiny [--clips 1000]
-        [--stage0-steps 1800] [--stage1-steps 500] [--only vae|shards|train]
+    OMP_NUM_THREADS=1 nohup python scripts/train_mirage_tiny.py --work out/tiny-v2 \
+        > out/tiny-v2.log 2>&1 &
 
-The defaults are the settings of the shipped weights (mirage/assets/mirage-tiny/mirage.json).
+The VAE is the v2 VAE (`--vae`, default the packaged mirage/assets/mirage-tiny-v2-vae; its
+encoder is what the shards hold, so a decoder fine-tuned later keeps them valid). Every step
+resumes or is skipped when its output exists, so the same command continues after an
+interruption. The result is assembled with scripts/assemble_mirage_tiny.py.
 
-Every step resumes or is skipped when its output exists, so the script can be re-run after an
-interruption. The result is assembled with scripts/assemble_mirage_tiny.py. The data: synthetic
-scenes (indoor and outdoor, one mover), 64x64 clips of 17 frames (two 9-frame chunks), with
-half of the trajectories `loop` (out and back: the second chunk revisits the poses of the
-first, where the memory readout is the right answer) and the rest the other presets.
+Data: synthetic scenes (indoor and outdoor, one mover excluded from the memory), 64x64 clips of
+33 frames (four 9-frame chunks, as the demo's loop) rendered with 2x2 supersampling, with the
+aligned RGB frames kept for an RGB-memory side branch. Half the trajectories are `loop` (out
+and back: chunks 2-3 revisit the poses of chunks 0-1, where the memory readout is the right
+answer); the rest are the other presets. Training logs the velocity error on cells the readout
+covers and on the rest (`<work>/train/stage0/log.jsonl`: `loss_covered`, `loss_uncovered`).
 """
 
 from __future__ import annotations
@@ -22,38 +26,27 @@ TRAJECTORIES = (
     + ("orbit", "pan_left", "pan_right", "move_left", "move_right", "push_in", "pull_out")
     + ("random_walk",)
 )  # drawn uniformly per clip: half loops
+DEFAULT_VAE = Path(__file__).resolve().parents[1] / "mirage/assets/mirage-tiny-v2-vae"
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--work", default="out/tiny")
-    p.add_argument("--vae-minutes", type=float, default=None, help="wall-clock cap (none)")
-    p.add_argument("--vae-steps", type=int, default=1100)
-    p.add_argument("--clips", type=int, default=1000)
-    p.add_argument("--frames", type=int, default=17)
+    p.add_argument("--work", default="out/tiny-v2")
+    p.add_argument("--vae", default=str(DEFAULT_VAE), help="AutoencoderKLWan folder")
+    p.add_argument("--clips", type=int, default=500)
+    p.add_argument("--frames", type=int, default=33)
     p.add_argument("--size", type=int, default=64)
+    p.add_argument("--supersample", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--stage0-steps", type=int, default=1800)
-    p.add_argument("--stage1-steps", type=int, default=500)
+    p.add_argument("--steps", type=int, default=2600)
+    p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--dim", type=int, default=192, help="transformer width (64 per head)")
+    p.add_argument("--dim", type=int, default=128, help="transformer width (64 per head)")
     p.add_argument("--layers", type=int, default=6, help="transformer blocks")
     p.add_argument("--ffn", type=int, default=512, help="transformer feed-forward width")
-    p.add_argument("--only", choices=("vae", "shards", "train"), default=None)
+    p.add_argument("--only", choices=("shards", "train"), default=None)
     args = p.parse_args(argv)
     work = Path(args.work)
-
-    from mirage.training.autoencoder import AutoencoderConfig, train_autoencoder
-
-    vae_dir = work / "vae_run" / "vae"
-    if args.only in (None, "vae") and not vae_dir.is_dir():
-        train_autoencoder(
-            AutoencoderConfig(
-                out=str(work / "vae_run"), height=args.size, width=args.size, base_dim=8,
-                clips_per_step=1, singles_per_step=5, max_steps=args.vae_steps,
-                max_minutes=args.vae_minutes, lr=5e-4, warmup_steps=30, progress=False,
-            )
-        )  # fmt: skip
 
     from mirage.training.preprocess import PreprocessConfig, preprocess
 
@@ -63,8 +56,9 @@ def main(argv=None) -> None:
             PreprocessConfig(
                 out=str(shards), source="synthetic", num_clips=args.clips,
                 num_frames=args.frames, chunk_frames=9, height=args.size, width=args.size,
-                kind="mixed", num_dynamic=1, trajectories=TRAJECTORIES, vae=str(vae_dir),
-                threads=args.threads, seed=0,
+                kind="mixed", num_dynamic=1, trajectories=TRAJECTORIES, vae=args.vae,
+                supersample=args.supersample, keep_frames=True, threads=args.threads, seed=0,
+                progress=False,
             )
         )  # fmt: skip
 
@@ -73,15 +67,13 @@ def main(argv=None) -> None:
 
     if args.only in (None, "train"):
         init = _init_transformer(work / "init_transformer", args, channels=16)
-        stages = tiny_stages(
+        cfg = tiny_stages(
             str(shards), str(work / "train"), transformer=str(init), batch_size=args.batch_size,
-            max_steps=args.stage0_steps, stage1_max_steps=args.stage1_steps,
-            threads=args.threads, checkpoint_every=100, resume="latest", progress=False,
-        )  # fmt: skip
-        for cfg in stages:
-            if (Path(cfg.out) / "metadata.json").is_file():
-                continue  # this stage finished before
-            print(f"stage {cfg.stage}: {train(cfg).out}")
+            max_steps=args.steps, lr=args.lr, threads=args.threads, num_workers=0,
+            checkpoint_every=100, resume="latest", progress=False,
+        )[0]  # fmt: skip
+        if not (Path(cfg.out) / "metadata.json").is_file():
+            print(f"stage 0: {train(cfg).out}")
 
 
 def _init_transformer(folder: Path, args, channels: int) -> Path:

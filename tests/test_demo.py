@@ -64,6 +64,36 @@ def test_contrast_ratio_and_trivial_baselines_closed_forms():
     assert b["flat_colour"]["psnr_mean"] == pytest.approx(float(want), abs=1e-3)
 
 
+def test_video_round_trip_cuts_chunks_as_generation_does():
+    """Each chunk goes through the VAE alone; a frame two chunks share comes from the later."""
+    from mirage.eval.loops import trivial_baselines, video_round_trip
+
+    class Counting:  # encode_video tags each call: frames of call c become c (a constant)
+        calls = 0
+
+        def encode_video(self, x):
+            Counting.calls += 1
+            return torch.full_like(x, 0.25 * Counting.calls)
+
+        def decode(self, z):
+            return z
+
+        def encode_images(self, x):
+            return x
+
+        def decode_images(self, z):
+            return z
+
+    gt = _frames(17)
+    out = video_round_trip(Counting(), gt, 9)
+    want = torch.tensor([0.25] * 8 + [0.5] * 9)  # frames 0..7 from chunk 0, 8..16 from chunk 1
+    torch.testing.assert_close(out[:, 0, 0, 0], want)
+    Counting.calls = 0
+    b = trivial_baselines(gt, Counting(), chunk_frames=9)
+    assert set(b["vae_video_ceiling"]) == {"psnr_mean", "psnr_return_mean", "psnr_last"}
+    assert b["vae_ceiling"]["psnr_last"] == 60.0  # the identity image path is exact
+
+
 def test_loop_metrics_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="differ"):
         loop_metrics(_frames(9), _frames(5))
@@ -115,8 +145,9 @@ def test_demo_quick_cli(tmp_path):
     assert "latent" in res.output and "closed-loop" in res.output
     # the trivial baselines and the VAE ceiling stand beside the models, in the table too
     base = metrics["baselines"]
-    assert set(base) == {"flat_colour", "copy_first_frame", "vae_ceiling"}
+    assert set(base) == {"flat_colour", "copy_first_frame", "vae_ceiling", "vae_video_ceiling"}
     assert base["vae_ceiling"]["psnr_mean"] > base["flat_colour"]["psnr_mean"]
+    assert base["vae_video_ceiling"]["psnr_mean"] > base["flat_colour"]["psnr_mean"]
     assert "flat colour" in res.output and "vae ceiling" in res.output
     for mode in ("latent", "rgb"):
         assert metrics["modes"][mode]["readout_psnr_mean"] > 0 and "readout alone" in res.output

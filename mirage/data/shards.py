@@ -13,6 +13,7 @@ frames are 0, 4, 8, ..., N - 1. Tensors (C latent channels, h x w latent grid, H
     K             [L,3,3]       float32  intrinsics of the aligned frames (pixels of H x W)
     c2w           [L,4,4]       float32  camera-to-world of the aligned frames (OpenCV)
     text          [Lt,D]        float32  prompt embedding (absent: the null embedding)
+    frames        [L,3,H,W]     uint8    optional: the aligned RGB frames (an RGB memory's input)
 
 The header's metadata key `mirage_shard` holds JSON: format, version, num_frames,
 chunk_frames, height, width, channels, latent_hw, text ("embedding" or "null") and source
@@ -36,6 +37,7 @@ SHARD_VERSION = 1
 META_KEY = "mirage_shard"
 INDEX_NAME = "index.json"
 REQUIRED = ("chunk_latents", "image_latents", "depth", "exclude", "K", "c2w")
+OPTIONAL = ("text", "frames")  # frames: the RGB memory's input (`keep_frames` in preprocessing)
 
 
 def shard_name(index: int) -> str:
@@ -105,7 +107,11 @@ def _check_shapes(shapes: dict[str, tuple], meta: dict, where: str) -> None:
     if meta["text"] == "embedding":
         if "text" not in shapes or len(shapes["text"]) != 2:
             raise ValueError(f"{where}: header says text 'embedding' but `text` [Lt,D] is absent")
-    unexpected = sorted(set(shapes) - set(REQUIRED) - {"text"})
+    L, H, W = expected["depth"]
+    if "frames" in shapes and tuple(shapes["frames"]) != (L, 3, H, W):
+        got = tuple(shapes["frames"])
+        raise ValueError(f"{where}: `frames` has shape {got}, expected {(L, 3, H, W)}")
+    unexpected = sorted(set(shapes) - set(REQUIRED) - set(OPTIONAL))
     if unexpected:
         raise ValueError(f"{where}: unexpected tensors {unexpected}")
 

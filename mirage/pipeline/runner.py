@@ -62,6 +62,19 @@ def model_defaults(model: Path) -> dict:
         raise ValueError(f"{info} is not valid JSON: {err}") from None
 
 
+def synthetic_supersample(model: Path) -> int:
+    """Rays per pixel side (s x s) the model's synthetic training frames were rendered with
+    (`mirage.json` "synthetic": {"supersample": s}; 1 without): synthetic first frames and
+    ground truth are rendered the same way, so a model is shown the pictures it learnt."""
+    info = Path(model) / "mirage.json"
+    if not info.is_file():
+        return 1
+    try:
+        return int(json.loads(info.read_text()).get("synthetic", {}).get("supersample", 1))
+    except (ValueError, AttributeError) as err:
+        raise ValueError(f"{info}: bad \"synthetic\" entry: {err}") from None
+
+
 def check_job(job: GenerateJob, cameras, image) -> None:
     """Everything that can be refused before a model loads (all raise ValueError / FNF)."""
     from mirage.atomic import check_out_dir
@@ -197,7 +210,8 @@ def resolve_inputs(job: GenerateJob):
     if image is None:
         if scene is None:
             raise ValueError("give an `image`, or a synthetic `scene_seed` to render one from")
-        image = scene.render(cameras[0]).rgb[0]
+        ss = synthetic_supersample(Path(job.model))
+        image = scene.render(cameras[0], supersample=ss).rgb[0]
     return scene, cameras, image, None
 
 

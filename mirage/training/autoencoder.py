@@ -51,6 +51,9 @@ class AutoencoderConfig:
     base_dim: int = 16  # VAE width (tiny_vae_config default)
     spatial_factor: int = 8  # 8 (Wan2.1 layout, dim_mult 1,2,4,4) or 4 (dim_mult 1,2,4): a
     # 64x64 frame gives an 8x8 or a 16x16 latent grid
+    init: str | None = None  # start from this AutoencoderKLWan folder (None: a fresh tiny VAE)
+    freeze_encoder: bool = False  # train the decoder alone: the latents (and everything
+    # trained on them, a DiT's shards) stay exactly as they are
     is_residual: bool = True  # Wan2.2-style pixel-shuffle shortcuts around each resampling:
     # a near-linear latent-to-pixel path that a short run learns much sooner
     # data
@@ -166,22 +169,6 @@ def make_tiny_vae(cfg: AutoencoderConfig, seed: int = 0):
 # --- data -------------------------------------------------------------------------------------
 
 
-def _clip_frames(ds, index: int, supersample: int) -> torch.Tensor:
-    """Frames [T,3,H,W] of clip `index` of a SyntheticClipDataset, with RGB supersampled.
-
-    The dataset renders one ray per pixel; its item names the scene and the cameras, so the
-    same clip is rendered again here with `supersample` (depth and masks are not used)."""
-    from mirage.geometry import Cameras
-    from mirage.synthetic import make_scene
-
-    item = ds[index]
-    if supersample == 1:
-        return item["frames"]
-    scene = make_scene(item["scene_seed"], item["kind"], ds.num_dynamic)
-    cams = Cameras(item["K"], item["c2w"], ds.height, ds.width)
-    return scene.render(cams, supersample=supersample).rgb
-
-
 class _ClipPool:
     """Rendered training clips [render_frames,3,H,W]; `refresh()` renders the next one."""
 
@@ -190,13 +177,12 @@ class _ClipPool:
 
         self.ds = SyntheticClipDataset(
             10**7, cfg.render_frames, cfg.height, cfg.width, seed=cfg.data_seed, kind=cfg.kind,
-            num_dynamic=cfg.num_dynamic,
+            num_dynamic=cfg.num_dynamic, supersample=cfg.supersample,
         )  # fmt: skip
-        self.supersample = cfg.supersample
         self.size, self.next, self.clips = cfg.pool_size, start, []
 
     def refresh(self) -> None:
-        clip = _clip_frames(self.ds, self.next, self.supersample)
+        clip = self.ds[self.next]["frames"]
         self.next += 1
         self.clips.append(clip)
         if len(self.clips) > self.size:
@@ -244,7 +230,8 @@ def _decode_unclamped(vae, z: torch.Tensor) -> torch.Tensor:  # [B,C,t,h,w] -> [
 
 def _loss(vae, x: torch.Tensor, cfg: AutoencoderConfig, gen: torch.Generator):
     """Mean L1 of the reconstruction of x [B,3,T,H,W] in [-1,1] from a posterior draw + KL."""
-    post = vae.encode(x).latent_dist
+    with torch.set_grad_enabled(not cfg.freeze_encoder):
+        post = vae.encode(x).latent_dist
     z = post.mean + cfg.posterior_noise * post.std * torch.randn(post.mean.shape, generator=gen)
     rec = _decode_unclamped(vae, z)
     l1 = (rec - x).abs().mean()
@@ -335,9 +322,9 @@ def _render_clips(cfg: AutoencoderConfig, seed: int, n: int) -> list[torch.Tenso
 
     ds = SyntheticClipDataset(
         n, cfg.render_frames, cfg.height, cfg.width, seed=seed, kind=cfg.kind,
-        num_dynamic=cfg.num_dynamic,
+        num_dynamic=cfg.num_dynamic, supersample=cfg.supersample,
     )  # fmt: skip
-    return [_clip_frames(ds, i, cfg.supersample) for i in range(n)]
+    return [ds[i]["frames"] for i in range(n)]
 
 
 def export_vae(vae, cfg: AutoencoderConfig, out_dir: Path) -> Path:
@@ -354,15 +341,39 @@ def export_vae(vae, cfg: AutoencoderConfig, out_dir: Path) -> Path:
 # --- the run ----------------------------------------------------------------------------------
 
 
+def _initial_vae(cfg: AutoencoderConfig):
+    """A fresh tiny VAE, or the `init` folder's; with `freeze_encoder` only the decoder side
+    (post_quant_conv + decoder) keeps gradients."""
+    if cfg.init is None:
+        vae = make_tiny_vae(cfg, cfg.seed)
+    else:
+        from diffusers import AutoencoderKLWan
+
+        vae = AutoencoderKLWan.from_pretrained(
+            cfg.init, torch_dtype=torch.float32, local_files_only=True
+        )
+        if vae.config.scale_factor_spatial != cfg.spatial_factor:
+            raise ValueError(
+                f"`init` {cfg.init} has spatial factor {vae.config.scale_factor_spatial}, "
+                f"the config says {cfg.spatial_factor}"
+            )
+    if cfg.freeze_encoder:
+        vae.requires_grad_(False)
+        vae.decoder.requires_grad_(True)
+        vae.post_quant_conv.requires_grad_(True)
+    return vae
+
+
 def train_autoencoder(cfg: AutoencoderConfig) -> Path:
     """Train, compute latent statistics, evaluate and export; returns `<out>/vae`."""
     from tqdm.auto import tqdm
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    vae = make_tiny_vae(cfg, cfg.seed)
+    vae = _initial_vae(cfg)
     vae.train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng, gen = random.Random(f"mirage-vae-{cfg.seed}"), torch.Generator().manual_seed(cfg.seed)
     step = 0
     ckpts = list_checkpoints(out / CKPT_DIR)
@@ -391,7 +402,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
                 loss = loss + li
                 l1.append(float(l1i))  # host sync: once per step, for the log
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
@@ -431,7 +442,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(default, bool):
             p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
         elif default is None:
-            p.add_argument(flag, type=float, default=None)
+            p.add_argument(flag, type=str if name == "init" else float, default=None)
         else:
             p.add_argument(flag, type=type(default), default=default)
     cfg = AutoencoderConfig(**vars(p.parse_args(argv)))

@@ -42,11 +42,16 @@ def flow_matching_loss(
     sampling: str = "uniform",
     prompt_dropout: float = 0.1,
     autocast=None,
+    parts: dict | None = None,
 ) -> torch.Tensor:  # -> scalar float32
     """MSE of the predicted velocity on the target slots of `batch` (see `collate`).
 
     Random draws (sigma, noise, dropout) come from the CPU `generator`, so a seed gives the
     same loss on every device. `autocast` is a context-manager factory (e.g. accelerator's).
+    A `parts` dict receives the copy-fidelity split (detached): `covered` / `uncovered`, the
+    MSE on target cells the memory readout sees / does not see (NaN where there are none).
+    On covered cells the answer is in the readout, so `covered` falling far below
+    `uncovered` is the model learning to copy.
     """
     x0 = batch["latents"]  # [B,C,F,h,w] clean
     dev = x0.device
@@ -68,4 +73,9 @@ def flow_matching_loss(
     else:
         with autocast():
             pred = model(latents, timestep, text, batch["condition"])
-    return torch.nn.functional.mse_loss(pred[:, :, nc:].float(), noise - x0_t)
+    err = (pred[:, :, nc:].float() - (noise - x0_t)).pow(2)
+    if parts is not None:
+        seen = batch["condition"][:, -1:, nc:].bool().expand_as(err)  # visibility mask slots
+        parts["covered"] = err.detach()[seen].mean()
+        parts["uncovered"] = err.detach()[~seen].mean()
+    return err.mean()

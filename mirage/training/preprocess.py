@@ -37,6 +37,8 @@ class PreprocessConfig:
     kind: str = "mixed"  # "indoor", "outdoor" or "mixed"
     num_dynamic: int = 1  # moving objects per synthetic scene (excluded from the memory)
     trajectories: tuple[str, ...] = TRAJECTORY_PRESETS  # presets drawn per clip
+    keep_frames: bool = False  # store the aligned RGB frames (uint8): what an RGB memory needs
+    supersample: int = 1  # s x s rays per pixel for RGB (anti-aliased); depth and masks exact
     # RealEstate10K-layout clips
     stride: int = 1  # frame stride inside a clip window
     depth_dir: str | None = None  # <depth_dir>/<clip>/depth.safetensors (default: the clip folder)
@@ -103,6 +105,7 @@ def _dataset(cfg: PreprocessConfig):
         return SyntheticClipDataset(
             cfg.num_clips, cfg.num_frames, cfg.height, cfg.width, seed=cfg.seed, kind=cfg.kind,
             num_dynamic=cfg.num_dynamic, trajectories=cfg.trajectories,
+            supersample=cfg.supersample,
         )  # fmt: skip
     root = Path(cfg.source)
     if not root.is_dir():
@@ -222,6 +225,8 @@ def preprocess(cfg: PreprocessConfig) -> Path:
             )
             source.update(clip=item["clip"], start=item["start"], stride=cfg.stride)
         tensors = clip_tensors(vae, frames.to(device), depth, exclude, K, c2w, cfg.chunk_frames)
+        if cfg.keep_frames:
+            tensors["frames"] = (frames[::4].clamp(0, 1) * 255).round().to(torch.uint8)
         prompt_file = Path(cfg.source) / str(item.get("clip", "")) / "prompt.txt"
         if text is not None and cfg.source != "synthetic" and prompt_file.is_file():
             from mirage.models.text import encode_prompts

@@ -210,9 +210,10 @@ def train(cfg: TrainConfig) -> TrainResult:
             k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in next(data).items()
         }
         gen = _step_generator(cfg.seed, step, accelerator.process_index)
+        parts: dict = {}
         loss = flow_matching_loss(
             model, batch, gen, cfg.shift, cfg.timestep_sampling, cfg.prompt_dropout,
-            accelerator.autocast,
+            accelerator.autocast, parts,
         )  # fmt: skip
         accelerator.backward(loss)
         grad_norm = None
@@ -230,9 +231,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             logs = {"loss": loss_value, "lr": lr}
+            logs.update({f"loss_{k}": float(v) for k, v in parts.items()})  # copy fidelity
             if grad_norm is not None:
                 logs["grad_norm"] = float(grad_norm)  # host sync, every log_every steps
             accelerator.log(logs, step=step)
+            if main:
+                _append_log(out, step, logs, time.perf_counter() - t0)
         if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.max_steps:
             save_checkpoint(accelerator, out, step, model, optimizer, ema, cfg, lr)
     bar.close()
@@ -255,6 +259,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     for tracker in accelerator.trackers:  # not end_training(): the process group stays up so
         tracker.finish()  # a preset can run its next stage in the same processes
     return TrainResult(out, step, losses, accelerator.unwrap_model(model))
+
+
+def _append_log(out: Path, step: int, logs: dict, seconds: float) -> None:
+    """One JSON line per log step in `<out>/log.jsonl` (readable without a tracker)."""
+    import json
+
+    with (out / "log.jsonl").open("a") as f:
+        f.write(json.dumps({"step": step, **logs, "seconds": round(seconds, 1)}) + "\n")
 
 
 def _flat(d: dict) -> dict:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mirage.training.autoencoder import AutoencoderConfig, _clip_frames, make_tiny_vae
+from mirage.training.autoencoder import AutoencoderConfig, make_tiny_vae
 
 
 @pytest.mark.parametrize(("factor", "grid"), [(8, 4), (4, 8)])
@@ -24,15 +24,44 @@ def test_config_rejects_bad_layout(kw, match):
         AutoencoderConfig(out="x", **kw)
 
 
-def test_pool_frames_are_the_dataset_clip_rendered_supersampled():
+def test_supersampled_clips_change_the_picture_only():
+    """The dataset's `supersample` renders the same scene and cameras with s x s rays per
+    pixel: RGB is the ray-caster's supersampled render, depth and masks stay exact."""
     from mirage.data import SyntheticClipDataset
     from mirage.geometry import Cameras
     from mirage.synthetic import make_scene
 
-    ds = SyntheticClipDataset(4, 5, 16, 16, seed=3, kind="mixed", num_dynamic=1)
-    item = ds[2]
-    assert torch.equal(_clip_frames(ds, 2, 1), item["frames"])
-    scene = make_scene(item["scene_seed"], item["kind"], 1)
-    ref = scene.render(Cameras(item["K"], item["c2w"], 16, 16), supersample=2).rgb
-    assert torch.equal(_clip_frames(ds, 2, 2), ref)
-    assert not torch.equal(ref, item["frames"])
+    plain = SyntheticClipDataset(4, 5, 16, 16, seed=3, kind="mixed", num_dynamic=1)[2]
+    fine = SyntheticClipDataset(4, 5, 16, 16, seed=3, kind="mixed", num_dynamic=1,
+                                supersample=2)[2]  # fmt: skip
+    scene = make_scene(plain["scene_seed"], plain["kind"], 1)
+    ref = scene.render(Cameras(plain["K"], plain["c2w"], 16, 16), supersample=2).rgb
+    assert torch.equal(fine["frames"], ref) and not torch.equal(ref, plain["frames"])
+    for key in ("depth", "dynamic_mask", "sky_mask", "c2w"):
+        assert torch.equal(fine[key], plain[key])
+    with pytest.raises(ValueError, match="supersample"):
+        SyntheticClipDataset(4, 5, 16, 16, supersample=0)
+
+
+def test_frozen_encoder_keeps_the_latents_while_the_decoder_learns(tmp_path):
+    """`freeze_encoder` from an `init` folder: encoder weights bit-equal after training,
+    decoder weights moved (so shards encoded before stay valid)."""
+    from mirage.training.autoencoder import train_autoencoder
+
+    base = AutoencoderConfig(out=str(tmp_path / "a"), height=16, width=16, base_dim=4,
+                             spatial_factor=4, pool_size=2, render_frames=5, clips_per_step=1,
+                             singles_per_step=1, max_steps=2, eval_every=100, stats_clips=1,
+                             eval_clips=1, checkpoint_every=10, progress=False)  # fmt: skip
+    first = train_autoencoder(base)
+    from dataclasses import replace
+
+    from diffusers import AutoencoderKLWan
+
+    tuned = train_autoencoder(replace(base, out=str(tmp_path / "b"), init=str(first),
+                                      freeze_encoder=True, lr=1e-2))  # fmt: skip
+    a, b = (AutoencoderKLWan.from_pretrained(p).state_dict() for p in (first, tuned))
+    enc = [k for k in a if k.startswith(("encoder.", "quant_conv."))]
+    dec = [k for k in a if k.startswith(("decoder.", "post_quant_conv."))]
+    assert enc and dec
+    assert all(torch.equal(a[k], b[k]) for k in enc)
+    assert any(not torch.equal(a[k], b[k]) for k in dec)

@@ -33,11 +33,11 @@ def vae():
 def clips():
     """The first 4 held-out clips (indoor and outdoor), 9 frames of 64x64 each."""
     from mirage.data import SyntheticClipDataset
-    from mirage.training.autoencoder import _clip_frames
 
-    ds = SyntheticClipDataset(4, 9, 64, 64, seed=HELDOUT_SEED, kind="mixed", num_dynamic=1)
+    ds = SyntheticClipDataset(4, 9, 64, 64, seed=HELDOUT_SEED, kind="mixed", num_dynamic=1,
+                              supersample=2)  # fmt: skip
     assert {ds[i]["kind"] for i in range(4)} == {"indoor", "outdoor"}
-    return [_clip_frames(ds, i, 2) for i in range(4)]
+    return [ds[i]["frames"] for i in range(4)]
 
 
 def test_folder_is_small_safetensors_with_trained_statistics():

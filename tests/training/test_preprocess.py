@@ -45,6 +45,18 @@ def test_synthetic_shards_hold_what_training_needs(written):
     assert index["config"]["num_frames"] == 17
 
 
+def test_keep_frames_stores_the_aligned_supersampled_frames_as_bytes(tmp_path):
+    cfg = {**SMALL, "num_clips": 1}
+    preprocess(PreprocessConfig(out=str(tmp_path), keep_frames=True, supersample=2, **cfg))
+    tensors, _ = load_shard(tmp_path / shard_name(0))
+    clip = SyntheticClipDataset(1, 17, 32, 32, kind="indoor", trajectories=("orbit",),
+                                supersample=2)[0]  # fmt: skip
+    want = (clip["frames"][[0, 4, 8, 12, 16]] * 255).round().to(torch.uint8)
+    assert tensors["frames"].dtype == torch.uint8 and torch.equal(tensors["frames"], want)
+    # the aligned latents are those of the supersampled frames, depth stays exact
+    torch.testing.assert_close(tensors["depth"], clip["depth"][[0, 4, 8, 12, 16]])
+
+
 def test_resume_skips_written_shards(written, monkeypatch):
     before = {p.name: p.stat().st_mtime_ns for p in written.glob("clip-*")}
     (written / shard_name(1)).unlink()
