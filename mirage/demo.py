@@ -114,8 +114,8 @@ class DemoResult:
 def format_table(metrics: dict) -> str:
     """The terminal table: one row per memory mode, then what it must beat and cannot pass."""
     head = (
-        f"{'':<22}{'PSNR':>7}{'PSNR ret':>10}{'last':>7}{'SSIM':>7}{'closed-loop':>13}{'contrast':>10}"
-        f"{'seconds':>9}{'cache MiB':>11}"
+        f"{'':<22}{'PSNR':>7}{'PSNR ret':>10}{'last':>7}{'SSIM':>7}{'closed-loop':>13}"
+        f"{'contrast':>10}{'seconds':>9}{'cache MiB':>11}"
     )
     lines = [head, "-" * len(head)]
     for mode, m in metrics["modes"].items():
