@@ -1,14 +1,23 @@
-"""mirage-tiny on held-out synthetic scenes: PSNR vs ground truth and closed-loop PSNR per memory.
+"""mirage-tiny on held-out synthetic scenes: each memory against ground truth, trivial baselines
+and the VAE's ceiling, per scene kind, plus long random walks; checks the model's targets.
 
     OMP_NUM_THREADS=1 python benchmarks/tiny_quality.py [--scenes 20] [--frames 33] [--steps 10]
-        [--model mirage/assets/mirage-tiny] [--shards out/tiny/shards]
+        [--model mirage/assets/mirage-tiny] [--shards out/tiny-v2/shards]
+        [--walk-scenes 4] [--walk-frames 257]
 
-Each scene (seeds HELDOUT_SEEDS from 900100, indoor and outdoor alternating) is flown along the
-demo's loop (out along a pan, back along the same poses) with latent, rgb and no memory, from
-the same first frame and noise. With `--shards`, the scene seeds are checked against the
-training shards' scene seeds first (none may be shared). Writes
-benchmarks/results/tiny_quality.csv (one row per scene and memory), tiny_quality.json (means
-and the machine) and prints the table.
+Loops: each scene (seeds HELDOUT_SEEDS from 900100, indoor and outdoor alternating) is flown
+along the demo's loop (out along a 50 degree pan to the right, back along the same poses) with
+latent, rgb and no memory from the same first frame and noise. Beside them: a flat image of
+frame 0's mean colour, a copy of frame 0, the VAE's image and chunk-video reconstructions of
+the ground truth (ceilings) and the latent memory's readout decoded alone. Ground truth and
+the first frame are rendered as the model's training frames were (`mirage.json` "synthetic").
+Walks: the first `--walk-scenes` scenes along a seeded random walk of `--walk-frames` frames
+with the latent memory; the late half is scored for PSNR, against the flat colour, and for
+its contrast ratio (a blurred or grey video cannot pass).
+
+With `--shards`, the scene seeds are checked against the training shards' scene seeds first.
+Writes <out>.csv (one row per scene and memory), <out>.json (means overall and per kind,
+walks, the targets with their margins, the machine) and prints the tables.
 """
 
 from __future__ import annotations
@@ -19,13 +28,103 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROW_KEYS = ("psnr", "psnr_return", "psnr_last", "ssim", "closed_loop_psnr", "contrast_return",
+            "readout_alone")  # fmt: skip
 
 
-def training_scene_seeds(shards: Path) -> set[tuple[str, int]]:
-    """(kind, scene seed) of every clip in a shard folder (from the shard headers)."""
+def training_scene_seeds(shards: Path) -> set[tuple[int, str]]:
+    """(scene seed, kind) of every clip in a shard folder (from the shard headers)."""
     from mirage.data.shards import check_shard_dir
 
-    return {(h["source"]["kind"], int(h["source"]["scene_seed"])) for h in check_shard_dir(shards)}
+    return {(int(h["source"]["scene_seed"]), h["source"]["kind"]) for h in check_shard_dir(shards)}
+
+
+def loop_rows(pipe, scene, seed: int, kind: str, args, ss: int) -> list[dict]:
+    """One row per memory mode and per baseline for one scene's loop."""
+    from mirage.eval.loops import loop_cameras, run_loop, trivial_baselines
+
+    cams = loop_cameras(scene, 64, 64, args.frames, "pan_right", 50.0)
+    gt = scene.render(cams, supersample=ss).rgb
+    runs = run_loop(pipe, cams, gt, args.steps, 9, seed=0, progress=False)
+    rows = []
+    for mode, run in runs.items():
+        m = run["metrics"]
+        rows.append({
+            "scene": seed, "kind": kind, "memory": mode, "psnr": m["psnr_mean"],
+            "psnr_return": m["psnr_return_mean"], "psnr_last": m["psnr_last"],
+            "ssim": m["ssim_mean"], "closed_loop_psnr": m["closed_loop_psnr_mean"],
+            "contrast_return": m["contrast_ratio_return_mean"],
+            "readout_alone": m.get("readout_psnr_mean", float("nan")),
+            "seconds": m["seconds_total"], "cache_mib": m["cache_mib_per_chunk"][-1],
+        })  # fmt: skip
+    for name, b in trivial_baselines(gt, pipe.vae, 9).items():
+        rows.append({"scene": seed, "kind": kind, "memory": name, "psnr": b["psnr_mean"],
+                     "psnr_return": b["psnr_return_mean"],
+                     "psnr_last": b["psnr_last"]})  # fmt: skip
+    return rows
+
+
+def walk_scores(pipe, scene, frames: int, steps: int, ss: int, seed: int) -> dict:
+    """Latent memory along a seeded random walk that stays in free space: late-half scores."""
+    from mirage.data.trajectories import make_trajectory
+    from mirage.eval.loops import contrast_ratio
+    from mirage.eval.metrics import psnr
+    from mirage.pipeline import GenerationConfig
+
+    start = scene.start_camera(64, 64)
+    for attempt in range(20):  # a walk through a wall is drawn again (seeded)
+        cams = make_trajectory("random_walk", start, frames, seed=seed + attempt,
+                               bounds=scene.bounds, step=0.5)  # fmt: skip
+        if scene.free(cams.centers).all():
+            break
+    gt = scene.render(cams, supersample=ss).rgb
+    cfg = GenerationConfig(chunk_frames=9, num_inference_steps=steps, memory="latent", seed=0)
+    out = pipe.generate(gt[0], cams, config=cfg, progress=False).frames
+    late = slice(frames // 2, frames)
+    flat = gt[:1].mean(dim=(2, 3), keepdim=True).expand_as(gt[late]).contiguous()
+    return {
+        "psnr_late": float(psnr(out[late], gt[late]).mean),
+        "flat_colour_late": float(psnr(flat, gt[late]).mean),
+        "contrast_late": float(contrast_ratio(out[late], gt[late]).mean()),
+        "late_frames": [late.start, late.stop - 1],
+    }
+
+
+def means(rows: list[dict], kind: str | None = None) -> dict:
+    """memory (or baseline) -> mean of every numeric column, over scenes of `kind` (None: all)."""
+    out: dict = {}
+    for r in rows:
+        if kind is None or r["kind"] == kind:
+            out.setdefault(r["memory"], []).append(r)
+    keys = [k for k in rows[0] if k not in ("scene", "kind", "memory")]
+    return {
+        m: {k: sum(r[k] for r in rs) / len(rs) for k in keys if all(k in r for r in rs)}
+        for m, rs in out.items()
+    }
+
+
+def targets(by_kind: dict, walks: list[dict]) -> dict:
+    """The issue's targets for mirage-tiny v2: name -> (value, threshold, holds)."""
+    a = by_kind["all"]
+    lat, none, flat = a["latent"], a["none"], a["flat_colour"]
+    t = {
+        "final loop frame >= 24 dB": (lat["psnr_last"], 24.0),
+        "way back: latent - none >= 6 dB": (lat["psnr_return"] - none["psnr_return"], 6.0),
+        "way back: latent - flat colour >= 6 dB": (lat["psnr_return"] - flat["psnr_return"], 6.0),
+        "closed loop: latent - none >= 6 dB": (
+            lat["closed_loop_psnr"] - none["closed_loop_psnr"], 6.0),
+        "closed loop: contrast ratio >= 0.8": (lat["contrast_return"], 0.8),
+    }  # fmt: skip
+    for kind in ("indoor", "outdoor"):
+        k = by_kind[kind]
+        t[f"way back {kind}: latent - rgb >= 0 dB"] = (
+            k["latent"]["psnr_return"] - k["rgb"]["psnr_return"], 0.0)  # fmt: skip
+    if walks:
+        n = len(walks)
+        t["walk late: contrast >= 0.6"] = (sum(w["contrast_late"] for w in walks) / n, 0.6)
+        t["walk late: latent - flat colour >= 3 dB"] = (
+            sum(w["psnr_late"] - w["flat_colour_late"] for w in walks) / n, 3.0)  # fmt: skip
+    return {name: {"value": v, "threshold": th, "holds": v >= th} for name, (v, th) in t.items()}
 
 
 def main(argv=None) -> None:
@@ -35,6 +134,8 @@ def main(argv=None) -> None:
     p.add_argument("--first-seed", type=int, default=900_100)
     p.add_argument("--frames", type=int, default=33)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--walk-scenes", type=int, default=4)
+    p.add_argument("--walk-frames", type=int, default=257)
     p.add_argument("--shards", default=None)
     p.add_argument("--out", default=str(RESULTS / "tiny_quality"))
     args = p.parse_args(argv)
@@ -42,21 +143,22 @@ def main(argv=None) -> None:
     import torch
 
     from mirage.atomic import write_json
-    from mirage.eval.loops import HELDOUT_SEEDS, MODES, loop_cameras, run_loop
+    from mirage.eval.loops import HELDOUT_SEEDS
     from mirage.eval.machine import describe_machine
     from mirage.eval.report import write_csv
-    from mirage.models.loading import TINY_MODEL_DIR as DEFAULT_MODEL
+    from mirage.models.loading import TINY_MODEL_DIR
     from mirage.perception import GroundTruthDepth
     from mirage.pipeline.loading import build_pipeline
+    from mirage.pipeline.runner import synthetic_supersample
     from mirage.synthetic import make_scene
 
-    model = Path(args.model) if args.model else DEFAULT_MODEL
-    scenes = [
-        (args.first_seed + i, "indoor" if i % 2 == 0 else "outdoor") for i in range(args.scenes)
-    ]
-    for seed, _ in scenes:
-        if seed not in HELDOUT_SEEDS:
-            raise SystemExit(f"scene seed {seed} is outside the held-out range {HELDOUT_SEEDS}")
+    model = Path(args.model) if args.model else TINY_MODEL_DIR
+    ss = synthetic_supersample(model)
+    scenes = [(args.first_seed + i, "indoor" if i % 2 == 0 else "outdoor")
+              for i in range(args.scenes)]  # fmt: skip
+    outside = [s for s, _ in scenes if s not in HELDOUT_SEEDS]
+    if outside:
+        raise SystemExit(f"scene seeds {outside} are outside the held-out range {HELDOUT_SEEDS}")
     if args.shards:
         seen = training_scene_seeds(Path(args.shards))
         shared = [s for s in scenes if s in seen]
@@ -64,66 +166,51 @@ def main(argv=None) -> None:
             raise SystemExit(f"scenes {shared} appear in the training shards")
         print(f"checked: none of the {len(scenes)} scenes is among {len(seen)} training scenes")
 
-    pipe = None
-    rows, t0 = [], time.perf_counter()
-    for seed, kind in scenes:
+    pipe, rows, walks, t0 = None, [], [], time.perf_counter()
+    for i, (seed, kind) in enumerate(scenes):
         scene = make_scene(seed, kind)
         if pipe is None:
             pipe = build_pipeline(model, depth="gt", masks="none", scene=scene)
-        else:
-            pipe.depth = GroundTruthDepth(scene)
-        cams = loop_cameras(scene, 64, 64, args.frames, "pan_right", 50.0)
-        gt = scene.render(cams).rgb
-        runs = run_loop(pipe, cams, gt, args.steps, 9, seed=0, progress=False)
-        for mode in MODES:
-            m = runs[mode]["metrics"]
-            rows.append({
-                "scene": seed, "kind": kind, "memory": mode, "psnr": m["psnr_mean"],
-                "psnr_return": m["psnr_return_mean"], "ssim": m["ssim_mean"],
-                "closed_loop_psnr": m["closed_loop_psnr_mean"], "seconds": m["seconds_total"],
-                "cache_mib": m["cache_mib_per_chunk"][-1],
-            })  # fmt: skip
-        line = "  ".join(f"{r['memory']} {r['psnr']:.2f}/{r['closed_loop_psnr']:.2f}"
-                         for r in rows[-3:])  # fmt: skip
-        print(f"scene {seed} {kind}: {line}", flush=True)
+        pipe.depth = GroundTruthDepth(scene)
+        rows += loop_rows(pipe, scene, seed, kind, args, ss)
+        line = "  ".join(f"{r['memory']} {r['psnr_return']:.2f}" for r in rows[-7:])
+        print(f"scene {seed} {kind} (way back): {line}", flush=True)
+        if i < args.walk_scenes:
+            walks.append(
+                {
+                    "scene": seed,
+                    "kind": kind,
+                    **walk_scores(pipe, scene, args.walk_frames, args.steps, ss, seed),
+                }
+            )
+            print(f"  walk: {json.dumps(walks[-1])}", flush=True)  # fmt: skip
 
-    keys = ("psnr", "psnr_return", "ssim", "closed_loop_psnr", "seconds", "cache_mib")
-    means = {
-        mode: {k: sum(r[k] for r in rows if r["memory"] == mode) / len(scenes) for k in keys}
-        for mode in MODES
-    }
-    psnr = {(r["scene"], r["memory"]): r["psnr"] for r in rows}
-    wins = sum(psnr[seed, "latent"] > psnr[seed, "none"] for seed, _ in scenes)
+    by_kind = {k: means(rows, None if k == "all" else k) for k in ("all", "indoor", "outdoor")}
     summary = {
         "command": "python benchmarks/tiny_quality.py " + " ".join(argv or []),
         "model": str(model),
+        "supersample": ss,
         "scenes": [list(s) for s in scenes],
         "frames": args.frames,
         "steps": args.steps,
         "trajectory": "loop, out along pan_right 50 degrees and back, 64x64, chunks of 9",
-        "means": means,
-        "latent_beats_none_psnr_scenes": wins,
-        "latent_minus_none_db": {
-            k: means["latent"][k] - means["none"][k] for k in ("psnr", "closed_loop_psnr")
-        },
-        "latent_minus_rgb_db": {
-            k: means["latent"][k] - means["rgb"][k] for k in ("psnr", "closed_loop_psnr")
-        },
+        "means": by_kind,
+        "walks": walks,
+        "targets": targets(by_kind, walks),
         "wall_seconds": time.perf_counter() - t0,
         "machine": describe_machine("cpu"),
         "torch_threads": torch.get_num_threads(),
     }
     out = Path(args.out)
-    write_csv(out.with_suffix(".csv"), rows, list(rows[0]))
+    write_csv(out.with_suffix(".csv"), rows, list(rows[0]))  # a memory row has every column
     write_json(out.with_suffix(".json"), summary)
-    print(f"{'memory':<8}{'PSNR':>8}{'PSNR ret':>10}{'SSIM':>8}{'closed-loop':>13}")
-    for mode in MODES:
-        m = means[mode]
-        print(
-            f"{mode:<8}{m['psnr']:>8.2f}{m['psnr_return']:>10.2f}{m['ssim']:>8.3f}"
-            f"{m['closed_loop_psnr']:>13.2f}"
-        )
-    print(json.dumps(summary["latent_minus_none_db"]), json.dumps(summary["latent_minus_rgb_db"]))
+    for kind, table in by_kind.items():
+        print(f"\n{kind}: {'':<12}" + "".join(f"{k:>17}" for k in ROW_KEYS))
+        for name, m in table.items():
+            print(f"{name:<20}" + "".join(f"{m.get(k, float('nan')):>17.3f}" for k in ROW_KEYS))
+    print()
+    for name, t in summary["targets"].items():
+        print(f"{'holds' if t['holds'] else 'FAILS':<6} {name}: {t['value']:.3f}")
 
 
 if __name__ == "__main__":

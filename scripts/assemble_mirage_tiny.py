@@ -28,6 +28,12 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shift", type=float, default=5.0)
+    p.add_argument(
+        "--supersample",
+        type=int,
+        default=1,
+        help="rays per pixel side of the synthetic training frames (mirage.json)",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -44,6 +50,8 @@ def main(argv=None) -> None:
     # `generation`: the size, chunk length and steps the model was trained for; every command
     # that takes the model folder reads its defaults from here
     facts: dict = {"name": "mirage-tiny", "generation": dict(GENERATION)}
+    # synthetic first frames and ground truth are rendered as the training frames were
+    facts["synthetic"] = {"supersample": args.supersample}
 
     if args.vae == "random":
         torch.manual_seed(args.seed)
@@ -51,8 +59,10 @@ def main(argv=None) -> None:
         facts["vae"] = "random"
     else:
         vae = AutoencoderKLWan.from_pretrained(args.vae, local_files_only=True)
-        ev = Path(args.vae).parent / "eval.json"
-        facts["vae"] = json.loads(ev.read_text()) if ev.is_file() else str(args.vae)
+        ev = [Path(args.vae) / "heldout.json", Path(args.vae).parent / "heldout.json",
+              Path(args.vae).parent / "eval.json"]  # fmt: skip
+        ev = [f for f in ev if f.is_file()]
+        facts["vae"] = json.loads(ev[0].read_text()) if ev else str(args.vae)
     vae.save_pretrained(tmp / "vae", safe_serialization=True)
 
     if args.transformer == "random":
