@@ -25,9 +25,23 @@ is **zero** (weight and bias), so a fresh branch leaves the output bit-identical
 stream from the first step and every side parameter receives gradient once `proj_out` moves.
 No parameter is left on the meta device (checked).
 
+Conditioning profiles (`PROFILES`) say what the side branch was trained to read:
+`mirage` (ours) readout + visibility mask, C + 1 channels; `official` (microsoft/
+LatentSpatialMemory) readout + the VAE latent of a constant "score" video, 2C; `spatia` the
+VAE latents of the rendered RGB point cloud and of its coverage-mask video, 2C
+(`mirage.pipeline.conditioning` builds each). The profile is part of `side_config`.
+
+**Reference slots** (`num_ref` leading latent frames, clean, retrieved from earlier chunks)
+get RoPE positions of their own, as the official code places them: temporal -R .. -1 (before
+every chunk slot) and rows shifted by the patch grid's height, columns as usual. The side
+input covers only the other F - R slots; the side branch runs on those tokens and its hints
+are added to them only. With `num_ref=0` the computation is exactly the one without
+references.
+
 The side branch is saved and loaded on its own (`save_side_branch` / `load_side_branch`):
-one safetensors file whose header holds the side-branch config as JSON; loading refuses a
-file made for another configuration and names the keys and shapes that do not fit.
+one safetensors file whose header holds the side-branch config (profile included) as JSON;
+loading refuses a file made for another configuration and names the keys and shapes that do
+not fit. Files written before profiles existed have no profile and are `mirage`.
 """
 
 from __future__ import annotations
@@ -48,6 +62,39 @@ from mirage.atomic import atomic_path
 from mirage.models._checkpoint import fit_problems
 
 SIDE_CONFIG_KEY = "mirage_side_branch_config"
+PROFILES = ("mirage", "official", "spatia")
+
+
+def side_in_channels(profile: str, latent_channels: int) -> int:
+    """Side-input channels of a profile: C + 1 (readout + mask) for `mirage`, else 2C."""
+    if profile not in PROFILES:
+        raise ValueError(f"`profile` must be one of {PROFILES}, got {profile!r}")
+    return latent_channels + 1 if profile == "mirage" else 2 * latent_channels
+
+
+SIDE_INPUT_OF = {
+    "mirage": "readout latents + visibility mask",
+    "official": "readout latents + encoded constant score video",
+    "spatia": "encoded RGB point-cloud render + encoded mask video",
+}
+
+
+def read_side_config(path: str | Path) -> dict:
+    """The side-branch config in a side-branch file's header; a file without a profile (written
+    before profiles existed) is `mirage`. Reads the header only."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"side-branch checkpoint not found: {path}")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if SIDE_CONFIG_KEY not in meta:
+        raise ValueError(f"{path} is not a Mirage side-branch file (no {SIDE_CONFIG_KEY} header)")
+    config = {"profile": "mirage", **json.loads(meta[SIDE_CONFIG_KEY])}
+    if config["profile"] not in PROFILES:
+        raise ValueError(f"{path} names an unknown profile {config['profile']!r} ({PROFILES})")
+    return config
 
 
 class MirageSideBlock(WanVACETransformerBlock):
@@ -80,7 +127,7 @@ def side_layer_indices(num_layers: int, side_every: int) -> list[int]:
 class MirageTransformer(nn.Module):
     """Base Wan DiT + memory side branch. Build with `MirageTransformer.from_base(base)`."""
 
-    def __init__(self, base: WanTransformer3DModel, side_every: int = 2):
+    def __init__(self, base: WanTransformer3DModel, side_every: int = 2, profile: str = "mirage"):
         super().__init__()
         if not isinstance(base, WanTransformer3DModel):
             raise ValueError(f"`base` must be a WanTransformer3DModel, got {type(base).__name__}")
@@ -90,10 +137,12 @@ class MirageTransformer(nn.Module):
         self.base = base
         dim = cfg.num_attention_heads * cfg.attention_head_dim
         layers = side_layer_indices(cfg.num_layers, side_every)
+        in_channels = side_in_channels(profile, int(cfg.in_channels))
         self.side_config = {
+            "profile": profile,
             "side_every": int(side_every),
             "side_layers": layers,
-            "in_channels": int(cfg.in_channels) + 1,
+            "in_channels": in_channels,
             "dim": int(dim),
             "ffn_dim": int(cfg.ffn_dim),
             "num_attention_heads": int(cfg.num_attention_heads),
@@ -105,7 +154,7 @@ class MirageTransformer(nn.Module):
         }
         with torch.device("meta"):
             self.side_patch_embedding = nn.Conv3d(
-                cfg.in_channels + 1, dim, kernel_size=tuple(cfg.patch_size),
+                in_channels, dim, kernel_size=tuple(cfg.patch_size),
                 stride=tuple(cfg.patch_size),
             )  # fmt: skip
             self.side_blocks = nn.ModuleList(
@@ -128,12 +177,13 @@ class MirageTransformer(nn.Module):
     # -- construction -----------------------------------------------------------------------
     @classmethod
     def from_base(
-        cls, base: WanTransformer3DModel, side_every: int = 2, seed: int = 0
-    ) -> MirageTransformer:
+        cls, base: WanTransformer3DModel, side_every: int = 2, seed: int = 0,
+        profile: str = "mirage",
+    ) -> MirageTransformer:  # fmt: skip
         """Wrap `base` and initialise the side branch from it (copies; zero `proj_out`)."""
         if any("lora_" in k for k in base.state_dict()):
             raise ValueError("`base` already carries LoRA layers: build MirageTransformer first")
-        model = cls(base, side_every)
+        model = cls(base, side_every, profile)
         model._init_side_branch(seed)
         return model
 
@@ -180,6 +230,11 @@ class MirageTransformer(nn.Module):
         return self.base.config
 
     @property
+    def profile(self) -> str:
+        """The conditioning profile the side branch reads (`PROFILES`)."""
+        return self.side_config["profile"]
+
+    @property
     def device(self) -> torch.device:
         return self.base.patch_embedding.weight.device
 
@@ -211,7 +266,44 @@ class MirageTransformer(nn.Module):
         return fn(*args)
 
     # -- forward ----------------------------------------------------------------------------
-    def _check_inputs(self, latents, timestep, encoder_hidden_states, readout) -> None:
+    def _rope(self, latents: torch.Tensor, num_ref: int):
+        """(cos, sin) [1,S,1,d]: the base's RoPE, with reference slots at their own positions.
+
+        The F - R chunk slots take temporal positions 0 .. F-R-1 as without references; a
+        reference slot r takes temporal position r - R and rows shifted by the patch-grid
+        height ph (the official placement). Negative positions come from the base's own
+        table through cos(-p) = cos(p), sin(-p) = -sin(p), so the frequencies are the base's.
+        """
+        rope = self.base.rope
+        if num_ref == 0:
+            return rope(latents)
+        chunk_cos, chunk_sin = rope(latents[:, :, num_ref:])  # [1,(F-R)*ph*pw,1,d]
+        _, _, _, h, w = latents.shape
+        p_t, p_h, p_w = self.base.config.patch_size
+        ph, pw = h // p_h, w // p_w
+        if 2 * ph > rope.max_seq_len or num_ref // p_t > rope.max_seq_len:
+            raise ValueError(f"reference slots need RoPE positions past {rope.max_seq_len}")
+        sizes = [rope.t_dim, rope.h_dim, rope.w_dim]
+        cos_t, cos_h, cos_w = rope.freqs_cos.split(sizes, dim=1)
+        sin_t, sin_h, sin_w = rope.freqs_sin.split(sizes, dim=1)
+        nr = num_ref // p_t
+        back = torch.arange(nr, 0, -1, device=cos_t.device)  # |r - R| for r = 0 .. R-1
+        rows = torch.arange(ph, 2 * ph, device=cos_t.device)
+
+        def grid(t, hh, ww):  # [nr,dt], [ph,dh], [pw,dw] -> [1,nr*ph*pw,1,d]
+            shape = (nr, ph, pw)
+            parts = [
+                t.view(nr, 1, 1, -1).expand(*shape, -1),
+                hh.view(1, ph, 1, -1).expand(*shape, -1),
+                ww.view(1, 1, pw, -1).expand(*shape, -1),
+            ]
+            return torch.cat(parts, dim=-1).reshape(1, nr * ph * pw, 1, -1)
+
+        ref_cos = grid(cos_t[back], cos_h[rows], cos_w[:pw])
+        ref_sin = grid(-sin_t[back], sin_h[rows], sin_w[:pw])
+        return torch.cat([ref_cos, chunk_cos], dim=1), torch.cat([ref_sin, chunk_sin], dim=1)
+
+    def _check_inputs(self, latents, timestep, encoder_hidden_states, readout, num_ref) -> None:
         cfg = self.base.config
         if latents.ndim != 5 or latents.shape[1] != cfg.in_channels:
             raise ValueError(
@@ -240,22 +332,42 @@ class MirageTransformer(nn.Module):
                 f"`encoder_hidden_states` must be [B,L,{cfg.text_dim}] with B={B}, "
                 f"got {tuple(encoder_hidden_states.shape)}"
             )
-        if readout is not None and tuple(readout.shape) != (B, C + 1, F, h, w):
+        if not 0 <= num_ref < F:
+            raise ValueError(f"`num_ref` must be in 0..F-1 = 0..{F - 1}, got {num_ref}")
+        if readout is not None:
+            self._check_side_input(readout, (B, C, F - num_ref, h, w))
+
+    def _check_side_input(self, readout, bcfhw) -> None:
+        B, C, F, h, w = bcfhw
+        cin, profile = self.side_config["in_channels"], self.profile
+        want = (B, cin, F, h, w)
+        if tuple(readout.shape) == want:
+            return
+        shape = tuple(readout.shape)
+        if readout.ndim == 5 and shape[1] != cin:
+            named = [p for p in PROFILES if side_in_channels(p, C) == shape[1]]
+            hint = f" (the input of profile {' or '.join(map(repr, named))})" if named else ""
             raise ValueError(
-                f"`readout` must be [B,C+1,F,h,w]={(B, C + 1, F, h, w)} (latents + mask), "
-                f"got {tuple(readout.shape)}"
+                f"this side branch has profile {profile!r} and reads {cin} channels "
+                f"({SIDE_INPUT_OF[profile]}); `readout` has {shape[1]}{hint}: build the side "
+                f"input with mirage.pipeline.conditioning for profile {profile!r}"
             )
+        raise ValueError(
+            f"`readout` must be [B,{cin},F-num_ref,h,w]={want} ({SIDE_INPUT_OF[profile]}), "
+            f"got {shape}"
+        )
 
     def forward(
         self,
         latents: torch.Tensor,  # [B,C,F,h,w] noisy latents (context frames clean)
         timestep: torch.Tensor,  # [B] or [B,F] per latent frame
         encoder_hidden_states: torch.Tensor,  # [B,L,text_dim]
-        readout: torch.Tensor | None = None,  # [B,C+1,F,h,w]: readout latents + mask
+        readout: torch.Tensor | None = None,  # [B,Cin,F-num_ref,h,w]: the profile's side input
         side_scale: float = 1.0,
+        num_ref: int = 0,  # leading reference slots (clean; own RoPE positions, no side input)
     ) -> torch.Tensor:  # -> [B,C,F,h,w] flow-matching velocity
         """Predict the flow-matching velocity; `readout=None` skips the side branch."""
-        self._check_inputs(latents, timestep, encoder_hidden_states, readout)
+        self._check_inputs(latents, timestep, encoder_hidden_states, readout, num_ref)
         base = self.base
         latents = latents.to(self.dtype)
         encoder_hidden_states = encoder_hidden_states.to(self.dtype)
@@ -264,9 +376,9 @@ class MirageTransformer(nn.Module):
         pf, ph, pw = F // p_t, h // p_h, w // p_w
 
         # 1. rotary embedding and patchify
-        rotary_emb = base.rope(latents)
+        rotary_emb = self._rope(latents, num_ref)
         x = base.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()  # [B,S,D]
-        S = x.shape[1]
+        S, R = x.shape[1], num_ref * ph * pw  # R: reference tokens, first in the sequence
 
         # 2. time and text embedding; per-frame timesteps expanded to every token of the frame
         if timestep.ndim == 2:
@@ -279,20 +391,25 @@ class MirageTransformer(nn.Module):
             temb, tproj, ctx, _ = base.condition_embedder(timestep, encoder_hidden_states, None)
             tproj = tproj.unflatten(1, (6, -1))  # [B,6,D]
 
-        # 3. side-branch input: readout latents + visibility mask
-        c, x0 = None, x
+        # 3. side-branch input (the profile's), over the tokens after the references
+        c, x0, side_t, side_rope = None, x[:, R:], tproj, rotary_emb
         if readout is not None:
             r = readout.to(self.side_patch_embedding.weight.dtype)
-            c = self.side_patch_embedding(r).flatten(2).transpose(1, 2).contiguous()  # [B,S,D]
+            c = self.side_patch_embedding(r).flatten(2).transpose(1, 2).contiguous()  # [B,S-R,D]
+            if R:
+                side_t = tproj[:, R:] if tproj.ndim == 4 else tproj
+                side_rope = tuple(f[:, R:] for f in rotary_emb)
 
         # 4. main blocks, each side block's hint added after the block it sits beside
         for i, block in enumerate(base.blocks):
             hint = None
             j = self._side_of_layer.get(i)
             if c is not None and j is not None:
-                hint, c = self._run(self.side_blocks[j], x0, ctx, c, tproj, rotary_emb)
+                hint, c = self._run(self.side_blocks[j], x0, ctx, c, side_t, side_rope)
             x = self._run(block, x, ctx, tproj, rotary_emb)
-            if hint is not None:
+            if hint is not None and R:
+                x = torch.cat([x[:, :R], x[:, R:] + hint * side_scale], dim=1)
+            elif hint is not None:
                 x = x + hint * side_scale
 
         # 5. output norm, projection and unpatchify (as the base model)
@@ -322,13 +439,8 @@ class MirageTransformer(nn.Module):
         from safetensors import safe_open
 
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"side-branch checkpoint not found: {path}")
+        theirs = read_side_config(path)
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if SIDE_CONFIG_KEY not in meta:
-                raise ValueError(f"{path} is not a Mirage side-branch file (no {SIDE_CONFIG_KEY})")
-            theirs = json.loads(meta[SIDE_CONFIG_KEY])
             diff = {
                 k: (theirs.get(k), v) for k, v in self.side_config.items() if theirs.get(k) != v
             }

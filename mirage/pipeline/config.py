@@ -10,6 +10,8 @@ from mirage.memory import FOOTPRINT, MEMORY_KINDS
 from mirage.memory.latent import FUSION_MODES
 from mirage.pipeline.chunks import check_context
 
+REFERENCES = ("auto", "on", "off")  # when reference frames are retrieved
+
 MEMORY_MODES = MEMORY_KINDS
 
 
@@ -27,6 +29,13 @@ class GenerationConfig:
     side_scale: float = 1.0  # weight of the side-branch hints
     seed: int = 0  # noise seed: same seed, same video on the same device
     fps: int = 16  # frame rate written to video.mp4
+    # Reference-frame retrieval (mirage.pipeline.retrieval): past clean latents as extra clean
+    # slots. "auto" = on for a side branch of the official profile (its inference always
+    # retrieves), off otherwise; "on" / "off" force it.
+    references: str = "auto"
+    max_references: int = 4  # the official inference's max_reference_frames
+    reference_iou: float = 0.04  # voxel IoU a past latent needs (the official threshold)
+    reference_voxel: float = 0.1  # world units of the IoU voxels (official: 10 cm, metric)
 
     def __post_init__(self):
         check_context(self.context_latents, self.chunk_frames)
@@ -45,6 +54,14 @@ class GenerationConfig:
             raise ValueError(
                 f"`voxel_size` must be {FOOTPRINT!r}, a positive number or None, got {vs!r}"
             )
+        if self.references not in REFERENCES:
+            raise ValueError(f"`references` must be one of {REFERENCES}, got {self.references!r}")
+        if self.max_references < 1:
+            raise ValueError(f"`max_references` must be >= 1, got {self.max_references}")
+        if not 0 <= self.reference_iou <= 1:
+            raise ValueError(f"`reference_iou` must be in [0, 1], got {self.reference_iou}")
+        if not self.reference_voxel > 0:
+            raise ValueError(f"`reference_voxel` must be > 0, got {self.reference_voxel}")
         if not isinstance(getattr(torch, self.memory_dtype, None), torch.dtype):
             raise ValueError(f"`memory_dtype` must name a torch dtype, got {self.memory_dtype!r}")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -15,18 +14,16 @@ LORA_FILE = "lora.safetensors"
 
 def side_every_of(branch: str | Path) -> int:
     """The `side_every` a side-branch file was saved with (read from its header only)."""
-    from safetensors import safe_open
+    from mirage.models.transformer import read_side_config
 
-    from mirage.models.transformer import SIDE_CONFIG_KEY
+    return int(read_side_config(branch)["side_every"])
 
-    path = Path(branch)
-    if not path.is_file():
-        raise FileNotFoundError(f"side-branch checkpoint not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if SIDE_CONFIG_KEY not in meta:
-        raise ValueError(f"{path} is not a Mirage side-branch file (no {SIDE_CONFIG_KEY} header)")
-    return int(json.loads(meta[SIDE_CONFIG_KEY])["side_every"])
+
+def profile_of(branch: str | Path) -> str:
+    """The conditioning profile a side-branch file records (`mirage` when it records none)."""
+    from mirage.models.transformer import read_side_config
+
+    return read_side_config(branch)["profile"]
 
 
 def build_pipeline(
@@ -45,7 +42,9 @@ def build_pipeline(
 
     `branch` / `lora` default to `side_branch.safetensors` / `lora.safetensors` inside
     `model_dir` when those exist; without a branch the side branch is freshly initialised (it
-    then adds exactly nothing). `depth` and `masks` are specs for
+    then adds exactly nothing). The branch file's conditioning profile (`mirage`, `official`,
+    `spatia`) is read from its header and the transformer built for it. `depth` and `masks`
+    are specs for
     `mirage.perception.load_depth_provider` / `load_mask_provider` ("gt", "none" or a folder);
     "gt" needs the synthetic `scene`; `depth=None` loads none (for memory "none"). A text
     encoder is loaded when the folder has one.
@@ -61,8 +60,9 @@ def build_pipeline(
         raise FileNotFoundError(f"model folder not found: {root}")
     branch = branch or (root / SIDE_BRANCH_FILE if (root / SIDE_BRANCH_FILE).is_file() else None)
     lora = lora or (root / LORA_FILE if (root / LORA_FILE).is_file() else None)
-    if branch is not None:
-        side_every = side_every_of(branch)
+    profile = "mirage"  # a fresh branch reads our input
+    if branch is not None:  # the file says how it was built and what it reads
+        side_every, profile = side_every_of(branch), profile_of(branch)
     if lora is not None and not Path(lora).is_file():
         raise FileNotFoundError(f"LoRA file not found: {lora}")
     depth_provider = None if depth is None else load_depth_provider(depth, scene, device)
@@ -72,7 +72,9 @@ def build_pipeline(
     parts = load_wan_components(
         root, dtype=dtype, device=device, load_text_encoder=has_text, cpu_offload=offload
     )
-    transformer = MirageTransformer.from_base(parts.transformer, side_every=side_every)
+    transformer = MirageTransformer.from_base(
+        parts.transformer, side_every=side_every, profile=profile
+    )
     if branch is not None:
         transformer.load_side_branch(branch)
     if lora is not None:

@@ -23,24 +23,31 @@ def sample_chunk(
     null_text: torch.Tensor | None = None,  # [1,L',D] for classifier-free guidance
     side_scale: float = 1.0,
     progress: bool = False,
+    *,
+    after: torch.Tensor | None = None,  # [Fa,C,h,w] clean slots after the targets (official)
+    num_ref: int = 0,  # the first num_ref slots of `clean` are retrieved references
 ) -> torch.Tensor:  # -> [Ft,C,h,w] denoised target latents (float32)
     sched = copy.deepcopy(scheduler)  # UniPC keeps solver history: one fresh copy per chunk
     sched.set_timesteps(num_steps, device=noise.device)
     dtype = transformer.dtype
     Fc, Ft = len(clean), len(noise)
-    readout = None if condition is None else condition[None].to(dtype)  # [1,C+1,F,h,w]
+    tail = [] if after is None or len(after) == 0 else [after.float()]
+    Fa = sum(len(a) for a in tail)
+    readout = None if condition is None else condition[None].to(dtype)  # [1,Cin,F-R,h,w]
     x = noise.float() * getattr(sched, "init_noise_sigma", 1.0)
     for t in tqdm(sched.timesteps, desc="denoise", leave=False, disable=not progress):
-        latents = torch.cat([clean.float(), x]).permute(1, 0, 2, 3)[None].to(dtype)  # [1,C,F,h,w]
-        timestep = slot_timesteps(Fc, Ft, t, noise.device)[None]  # [1,F]
-        v = _velocity(transformer, latents, timestep, text, readout, side_scale, Fc)
+        latents = torch.cat([clean.float(), x, *tail]).permute(1, 0, 2, 3)[None].to(dtype)
+        timestep = slot_timesteps(Fc, Ft, t, noise.device, Fa)[None]  # [1,F]
+        args = (latents, timestep, readout, side_scale, Fc, Ft, num_ref)
+        v = _velocity(transformer, text, *args)
         if guidance_scale > 1.0:
-            v_null = _velocity(transformer, latents, timestep, null_text, readout, side_scale, Fc)
+            v_null = _velocity(transformer, null_text, *args)
             v = v_null + guidance_scale * (v - v_null)
         x = sched.step(v, t, x).prev_sample
     return x
 
 
-def _velocity(transformer, latents, timestep, text, readout, side_scale, Fc):
-    out = transformer(latents, timestep, text.to(latents.dtype), readout, side_scale=side_scale)
-    return out[0, :, Fc:].permute(1, 0, 2, 3).float()  # [Ft,C,h,w]
+def _velocity(transformer, text, latents, timestep, readout, side_scale, Fc, Ft, num_ref):
+    kw = {"side_scale": side_scale} | ({"num_ref": num_ref} if num_ref else {})
+    out = transformer(latents, timestep, text.to(latents.dtype), readout, **kw)
+    return out[0, :, Fc : Fc + Ft].permute(1, 0, 2, 3).float()  # [Ft,C,h,w]

@@ -20,6 +20,7 @@ from mirage.pipeline.chunks import num_context, plan_chunks
 from mirage.pipeline.conditioning import chunk_context, observation, side_condition
 from mirage.pipeline.config import GenerationConfig
 from mirage.pipeline.offload import Offload
+from mirage.pipeline.profiles import ChunkConditioner
 from mirage.pipeline.sampling import sample_chunk
 
 STAGES = ("read", "denoise", "decode", "encode", "masks", "depth", "insert")
@@ -137,6 +138,8 @@ class MiragePipeline:
     ) -> GenerationResult:
         cfg = config or GenerationConfig()
         plan = self._check_inputs(image, cameras, prompt_embeds, cfg)  # all checks before work
+        profile = getattr(self.transformer, "profile", "mirage")  # what the side branch reads
+        conditioner = ChunkConditioner(profile, cfg, self.vae, tuple(image.shape[1:]))
         dev = self.device
         image, cameras = image.to(dev, torch.float32), cameras.to(dev)
         s = self.vae.spatial_factor
@@ -153,27 +156,30 @@ class MiragePipeline:
         # Init: the first frame, encoded, seeds the memory.
         init_times = dict.fromkeys(WRITE_STAGES, 0.0)
         first = self._write(memory, image[None], cameras[0], [0], init_times)  # [1,C,h,w]
+        conditioner.written(first, cameras[:1], memory)
         frames, chunk_latents, timings, readouts = [image[None].cpu()], [], [], []
-        targets = first[:0]
+        targets, references = first[:0], []
 
         for chunk in tqdm(plan, desc="chunks", disable=not progress):
             times = dict.fromkeys(STAGES, 0.0)
             slots = chunk.latent_frames  # video frame of each latent slot (slot 0 = given frame)
-            context = chunk_context(targets, num_context(chunk.index, cfg.context_latents))
-            # 1. read the memory for the chunk's latent-frame cameras (context slots get none)
+            n = num_context(chunk.index, cfg.context_latents)
+            # 1. read the memory for the chunk's latent-frame cameras; the profile's side input,
+            # the context and any retrieved references (mirage.pipeline.profiles)
             with _timed(times, "read", dev):
                 readout = memory.read(cameras[slots], latent_hw)
-                cond = side_condition(readout, len(context))
+                inputs = conditioner.prepare(memory, cameras[slots], n, first, targets, readout)
+            references.append(inputs.references)
             readouts.append(
                 Readout(*(x.cpu() for x in (readout.latents, readout.mask, readout.depth)))
             )
-            # 2. denoise the target slots; context and first frame are clean (t = 0)
+            # 2. denoise the target slots; references, context and first frame are clean (t = 0)
             noise = torch.randn(len(slots) - 1, *first.shape[1:], generator=gen).to(dev)
             with _timed(times, "denoise", dev), self.offload.running(self.transformer):
                 targets = sample_chunk(
-                    self.transformer, scheduler, torch.cat([context, first]), noise, text,
-                    cond, cfg.num_inference_steps, cfg.guidance_scale, null_text,
-                    cfg.side_scale, progress,
+                    self.transformer, scheduler, inputs.clean, noise, text,
+                    inputs.condition, cfg.num_inference_steps, cfg.guidance_scale, null_text,
+                    cfg.side_scale, progress, after=inputs.after, num_ref=inputs.num_ref,
                 )  # fmt: skip
             # 3. decode the chunk (slot 0 decodes to the given first frame)
             with _timed(times, "decode", dev), self.offload.running(self.vae.vae):
@@ -182,12 +188,17 @@ class MiragePipeline:
             chunk_latents.append(torch.cat([first, targets]).cpu())
             # 4-7. the new latent-aligned frames (start + 4m, m >= 1) go back into the memory;
             # the clean latent of the chunk's last frame opens the next chunk
-            first = self._write(memory, video[4::4], cameras[slots[1:]], slots[1:], times)[-1:]
+            written = self._write(memory, video[4::4], cameras[slots[1:]], slots[1:], times)
+            conditioner.finished(torch.cat([first, targets]), readout, cameras[slots])
+            conditioner.written(written, cameras[slots[1:]], memory)
+            first = written[-1:]
             times.update(cache_points=memory.num_points, cache_bytes=memory.nbytes)
             timings.append(times)
 
         metadata = {
             "config": asdict(cfg),
+            "profile": profile,
+            "references": references,  # per chunk: written latents used (0 = the first frame)
             "sampler": {"class": type(scheduler).__name__, **_shift_of(scheduler)},
             "num_frames": len(cameras),
             "size": [cameras.height, cameras.width],

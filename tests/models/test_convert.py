@@ -47,9 +47,11 @@ def to_diffsynth(key: str) -> str:
     return f"vace_blocks.{j}.{OURS_TO_DIFFSYNTH[module]}.{param}"
 
 
-def side_model(num_layers: int, side_every: int, seed: int) -> MirageTransformer:
+def side_model(num_layers: int, side_every: int, seed: int, profile=None) -> MirageTransformer:
+    """A tiny side branch of the profile its spacing implies (2: official, 4: spatia; 2C in)."""
+    profile = profile or {2: "official", 4: "spatia"}[side_every]
     base = tiny_components(seed=0, num_layers=num_layers).transformer
-    model = MirageTransformer.from_base(base, side_every=side_every, seed=seed)
+    model = MirageTransformer.from_base(base, side_every=side_every, seed=seed, profile=profile)
     gen = torch.Generator().manual_seed(seed + 100)
     with torch.no_grad():
         for p in model.side_branch_parameters():  # random everywhere (proj_out starts at 0)
@@ -92,7 +94,7 @@ def test_side_branch_round_trip(tmp_path, num_layers, side_every, profile, wrap)
 
     assert summary["kind"] == profile and summary["profile"] == profile
     cfg = json.loads(header(out)[SIDE_CONFIG_KEY])
-    assert cfg.pop("profile") == profile
+    assert cfg["profile"] == profile and cfg["in_channels"] == 2 * 16  # 2C
     assert cfg == src_model.side_config  # the exact config MirageTransformer writes
     fresh = side_model(num_layers, side_every, seed=2)
     fresh.load_side_branch(out)  # refuses any missing / unexpected key or shape

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import mirage.pipeline.profiles as profiles
 import mirage.pipeline.world_model as world_model
 from mirage.data.shards import load_shard, shard_name
 from mirage.data.trajectories import make_trajectory
@@ -70,9 +71,9 @@ def test_readout_equals_pipeline_readout(monkeypatch):
 
     monkeypatch.setattr(vae, "decode", decode_truth)
     conditions = []
-    real = world_model.side_condition
+    real = profiles.side_condition  # the mirage profile's builder, called per chunk
     monkeypatch.setattr(
-        world_model, "side_condition", lambda r, nc: conditions.append(real(r, nc)) or real(r, nc)
+        profiles, "side_condition", lambda r, nc: conditions.append(real(r, nc)) or real(r, nc)
     )
     pipe = MiragePipeline(pipe_model, vae, comp.scheduler, GroundTruthDepth(scene),
                           GroundTruthMasks(scene))  # fmt: skip
