@@ -121,6 +121,12 @@ def generate(
     fusion: str = typer.Option(
         "latest", help="How a stored surface takes a new view: latest | mean."
     ),
+    references: str = typer.Option(
+        "auto", help="Past latents as reference slots: auto (on for official branches) | on | off."
+    ),
+    reference_voxel: float = typer.Option(
+        0.1, help="Voxel size (world units) of the reference-frame IoU."
+    ),
     seed: int = typer.Option(0, help="Noise seed."),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N."),
     dtype: str = typer.Option("float32", help="Transformer dtype: float32 | bfloat16."),
@@ -144,6 +150,7 @@ def generate(
             chunk_frames=chunk_frames, num_inference_steps=steps, shift=shift,
             guidance_scale=guidance, context_latents=context_latents, memory=memory,
             voxel_size=parse_voxel_size(voxel_size), fusion=fusion, seed=seed,
+            references=references, reference_voxel=reference_voxel,
         )  # fmt: skip
         job = GenerateJob(
             model=model_dir, out=out, trajectory=trajectory, frames=frames, fov=fov,

@@ -206,3 +206,15 @@ def test_a_size_the_model_was_not_trained_for_is_warned_about(tmp_path):
                              config=GenerationConfig(chunk_frames=9))  # fmt: skip
         cams.height = cams.width = 64
         check_job(native, cams, torch.zeros(3, 64, 64))
+
+
+def test_generate_references_flag_reaches_the_loop(tiny_model_dir, tmp_path):
+    out = tmp_path / "refs"
+    args = ["generate", "--model", str(tiny_model_dir), "--out", str(out), "--references", "on"]
+    result = CliRunner().invoke(app, args + ARGS[:2] + ["--frames", "25"] + ARGS[4:])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["config"]["references"] == "on" and meta["profile"] == "mirage"
+    assert meta["references"][0] == [] and all(meta["references"][1:])
+    bad = CliRunner().invoke(app, args[:-1] + ["sometimes", "--out", str(tmp_path / "x")] + ARGS)
+    assert bad.exit_code != 0 and "references" in bad.output
