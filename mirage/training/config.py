@@ -32,6 +32,9 @@ class TrainConfig:
     voxel_size: float | str | None = "footprint"  # memory fusion (generation default)
     fusion: str = "latest"  # memory fusion mode (generation default)
     memory_dtype: str = "bfloat16"  # storage dtype of the memory (generation default)
+    memory: str = "latent"  # readouts from "latent" memory or the "rgb" point cache (the
+    # paper's explicit-RGB ablation: renders encoded by `vae`; shards need `keep_frames`)
+    vae: str | None = None  # AutoencoderKLWan folder that encodes RGB renders (memory "rgb")
     batch_size: int = 1  # samples per process per step
     num_workers: int = 0  # DataLoader workers (memory is built in them)
     # objective
@@ -88,6 +91,10 @@ class TrainConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        if self.memory not in ("latent", "rgb"):
+            raise ValueError(f"`memory` must be 'latent' or 'rgb', got {self.memory!r}")
+        if self.memory == "rgb" and not self.vae:
+            raise ValueError("`memory` 'rgb' needs `vae` (the folder whose encoder reads renders)")
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {self.fusion!r}")
         if not 0 <= self.prompt_dropout <= 1:

@@ -42,10 +42,15 @@ def chunk_sample(
     voxel_size: float | str | None = FOOTPRINT,
     memory_dtype: torch.dtype = torch.bfloat16,
     fusion: str = "latest",
+    memory_kind: str = "latent",
+    encode=None,
 ) -> dict:
     """Model input of one chunk of a shard: clean latents [C,F,h,w], condition [C+1,F,h,w].
 
-    Returns dict(latents, condition, num_clean, text [Lt,D] or None, memory).
+    `memory_kind` "rgb" builds the RGB point cache from the shard's `frames` (preprocessed
+    with `keep_frames`) and reads it through `encode` (the VAE's frames -> image latents), as
+    `--memory rgb` generation does. Returns dict(latents, condition, num_clean, text [Lt,D]
+    or None, memory).
     """
     F_chunk = meta["chunk_frames"]
     check_context(context_latents, F_chunk)
@@ -60,10 +65,12 @@ def chunk_sample(
     metric = bool(meta.get("depth_metric", True))
 
     # 1. the memory as generation holds it at this chunk: frame 0, then k frames per chunk
-    memory = make_memory("latent", C, voxel_size=voxel_size, dtype=memory_dtype, fusion=fusion)
+    frames = _rgb_frames(tensors, memory_kind)
+    memory = make_memory(memory_kind, C, encode, voxel_size, memory_dtype, fusion=fusion)
     groups = [slice(0, 1)] + [slice(1 + j * k, 1 + (j + 1) * k) for j in range(chunk)]
     for g in groups:
-        obs = observation(memory, None, image_latents[g], depth[g], cams[g], exclude[g], metric)
+        rgb = None if frames is None else frames[g]
+        obs = observation(memory, rgb, image_latents[g], depth[g], cams[g], exclude[g], metric)
         memory.observe(obs)
 
     # 2. [context | first frame | targets]
@@ -85,6 +92,17 @@ def chunk_sample(
     }
 
 
+def _rgb_frames(tensors: dict, memory_kind: str) -> torch.Tensor | None:
+    """The aligned frames in [0, 1] an RGB memory observes (None for the other kinds)."""
+    if memory_kind != "rgb":
+        return None
+    if "frames" not in tensors:
+        raise ValueError(
+            "an 'rgb' memory needs the shard's RGB frames: preprocess with `keep_frames`"
+        )
+    return tensors["frames"].float() / 255
+
+
 class ShardDataset(Dataset):
     """Every (clip, chunk) of a shard folder; item i -> `chunk_sample` without the memory.
 
@@ -100,6 +118,8 @@ class ShardDataset(Dataset):
         memory_dtype: torch.dtype = torch.bfloat16,
         fusion: str = "latest",
         cache_shards: int = 8,
+        memory_kind: str = "latent",
+        encode=None,
     ):
         self.headers = check_shard_dir(root)
         first = self.headers[0]
@@ -108,6 +128,12 @@ class ShardDataset(Dataset):
         check_context(context_latents, self.chunk_frames)  # before any training starts
         self.context_latents, self.voxel_size = context_latents, voxel_size
         self.memory_dtype, self.fusion = memory_dtype, fusion
+        self.memory_kind, self.encode = memory_kind, encode
+        if memory_kind == "rgb" and "frames" not in self.headers[0]["shapes"]:
+            raise ValueError(
+                f"{self.headers[0]['path']}: an 'rgb' memory needs the shards' RGB frames "
+                "(preprocess with `keep_frames`)"
+            )
         self.items = [
             (i, c)
             for i, hd in enumerate(self.headers)
@@ -130,7 +156,7 @@ class ShardDataset(Dataset):
         tensors, meta = self._load(self.headers[shard]["path"])
         sample = chunk_sample(
             tensors, meta, chunk, self.context_latents, self.voxel_size, self.memory_dtype,
-            self.fusion,
+            self.fusion, self.memory_kind, self.encode,
         )  # fmt: skip
         del sample["memory"]
         return sample

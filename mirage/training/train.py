@@ -105,6 +105,19 @@ def build_model(cfg: TrainConfig, channels: int):
     return model.train()
 
 
+def _render_encoder(cfg: TrainConfig):
+    """frames -> image latents of `cfg.vae` for an RGB memory's renders (None otherwise)."""
+    if cfg.memory != "rgb":
+        return None
+    from diffusers import AutoencoderKLWan
+
+    from mirage.models.vae import VideoVAE
+
+    vae = AutoencoderKLWan.from_pretrained(cfg.vae, torch_dtype=torch.float32,
+                                           local_files_only=True)  # fmt: skip
+    return VideoVAE(vae.eval().requires_grad_(False)).encode_images
+
+
 def _mixed_precision(cfg: TrainConfig) -> str:
     if cfg.mixed_precision != "auto":
         return cfg.mixed_precision
@@ -158,7 +171,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     # 2. data: validated before anything heavy (a bad folder fails here, naming the file)
     dataset = ShardDataset(
         cfg.data, cfg.context_latents, cfg.voxel_size, getattr(torch, cfg.memory_dtype),
-        cfg.fusion,
+        cfg.fusion, memory_kind=cfg.memory, encode=_render_encoder(cfg),
     )  # fmt: skip
 
     # 3. model: base + side branch (+ LoRA), trainable set by stage
