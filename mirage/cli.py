@@ -181,6 +181,12 @@ def preprocess(
     seed: int = typer.Option(None, help="Synthetic clip seed [0]."),
     kind: str = typer.Option(None, help="Synthetic scenes: indoor | outdoor | mixed [mixed]."),
     dynamic: int = typer.Option(None, help="Moving objects per synthetic scene [1]."),
+    supersample: int = typer.Option(
+        None, help="Synthetic RGB rays per pixel side, anti-aliased (depth exact) [1]."
+    ),
+    keep_frames: bool = typer.Option(
+        None, help="Store the aligned RGB frames (for `mirage train --memory rgb`)."
+    ),
     stride: int = typer.Option(None, help="Frame stride inside a real clip window [1]."),
     depth_dir: Path = typer.Option(None, help="<dir>/<clip>/depth.safetensors for real clips."),
     depth_model: str = typer.Option(None, help="Depth model folder for real clips."),
@@ -211,6 +217,12 @@ def train(
     side_branch: Path = typer.Option(None, help="Initial side branch (.safetensors)."),
     lora: Path = typer.Option(None, help="Initial LoRA (.safetensors, stage 2)."),
     lora_rank: int = typer.Option(None, help="LoRA rank [64]."),
+    memory: str = typer.Option(
+        None,
+        help="latent | rgb: readouts from the latent memory or the RGB point cache "
+        "(renders encoded by --vae; shards preprocessed with --keep-frames) [latent].",
+    ),
+    vae: Path = typer.Option(None, help="VAE folder that encodes RGB renders (--memory rgb)."),
     steps: int = typer.Option(None, help="Optimizer steps [10000]."),
     batch_size: int = typer.Option(None, help="Samples per process per step [1]."),
     lr: float = typer.Option(None, help="Peak learning rate [1e-5]."),
