@@ -86,7 +86,7 @@ def test_picks_the_past_view_that_sees_the_target_surfaces_not_the_recent_one():
 
 
 def test_reference_slots_take_negative_times_and_shifted_rows():
-    base = tiny_components(0).transformer  # head dim 64: t 22, h 21 pairs... (diffusers split)
+    base = tiny_components(0).transformer  # head dim 64, split t / h / w as diffusers does
     model = MirageTransformer.from_base(base)
     R, F, h, w = 2, 3, 6, 8
     latents = torch.zeros(1, 16, R + F, h, w)
@@ -106,7 +106,8 @@ def test_reference_slots_take_negative_times_and_shifted_rows():
             for j in range(w // 2):
                 tok = (r * (h // 2) + i) * (w // 2) + j
                 pos = (r - R, h // 2 + i, j)  # time -R..-1, rows after the chunk's rows
-                a = torch.cat([angles(torch.tensor([p]), d)[0] for p, d in zip(pos, dims)])
+                parts = zip(pos, dims, strict=True)
+                a = torch.cat([angles(torch.tensor([p]), d)[0] for p, d in parts])
                 torch.testing.assert_close(cos[0, tok, 0].double(), a.cos(), atol=1e-6, rtol=0)
                 torch.testing.assert_close(sin[0, tok, 0].double(), a.sin(), atol=1e-6, rtol=0)
 
