@@ -80,6 +80,45 @@ def demo(
     typer.echo(f"wrote side_by_side.mp4, return_frames.png, metrics.json, videos/ to {out}")
 
 
+# --- explore --------------------------------------------------------------------------------
+
+
+@app.command()
+def explore(
+    model: list[str] = typer.Option(
+        None, help="Model folder(s) to offer (repeatable); the first opens (default: tiny)."
+    ),
+    depth_model: Path = typer.Option(None, help="Depth model folder, for uploaded images."),
+    out: Path = typer.Option(Path("explore"), help="Session folder: saves go here only."),
+    scene: int = typer.Option(900_005, help="Synthetic scene seed to start in."),
+    scene_kind: str = typer.Option("indoor", help="indoor | outdoor."),
+    memory: str = typer.Option("latent", help="latent | rgb | none."),
+    steps: int = typer.Option(None, help="Denoising steps per chunk (default: the model's)."),
+    step: float = typer.Option(0.3, help="World units per move (W/S/A/D/R/F)."),
+    turn: float = typer.Option(15.0, help="Degrees per turn (Q/E)."),
+    seed: int = typer.Option(0, help="Noise seed."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (warns if not loopback)."),
+    port: int = typer.Option(None, help="Port (default: a free one, printed)."),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N."),
+):
+    """Steer the world model in the browser and watch its latent memory grow."""
+    from mirage.explore.start import ExploreConfig
+
+    try:
+        from mirage.explore.app import serve
+    except ImportError as e:
+        raise typer.BadParameter(f"{e}: install the explorer with pip install -e .[explore]") from e
+    models = tuple(model or ())
+    try:
+        config = ExploreConfig(
+            model=models[0] if models else None, out=out, scene_seed=scene, scene_kind=scene_kind,
+            memory=memory, step=step, turn=turn, steps=steps, seed=seed, device=device,
+        )  # fmt: skip
+        serve(config, host=host, port=port, models=models[1:], depth_model=depth_model)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+
+
 VOXEL_HELP = "Memory fusion: footprint (bounded, default) | none (append) | a voxel size."
 
 
@@ -131,6 +170,11 @@ def generate(
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N."),
     dtype: str = typer.Option("float32", help="Transformer dtype: float32 | bfloat16."),
     offload: bool = typer.Option(False, help="Keep models on CPU, move each to GPU to run."),
+    ulysses: int = typer.Option(
+        1, help="Context parallelism: split each chunk's tokens over N processes (launch with "
+        "torchrun --nproc_per_node N; Ulysses attention, CPU or GPU)."
+    ),
+    ring: int = typer.Option(1, help="Ring-attention degree (GPU only; ulysses x ring = N)."),
     progress: bool = typer.Option(None, "--progress/--no-progress", help=PROGRESS_HELP),
 ):
     """Generate a camera-controlled video chunk by chunk with a spatial memory."""
@@ -158,12 +202,13 @@ def generate(
             size=parse_size(size) if size else None, image=image, scene_seed=scene,
             scene_kind=scene_kind, num_dynamic=dynamic, prompt=prompt, branch=branch, lora=lora,
             depth=depth, masks=masks, device=device, dtype=dtype, offload=offload,
-            overwrite=overwrite, config=config,
+            overwrite=overwrite, ulysses=ulysses, ring=ring, config=config,
         )  # fmt: skip
         paths = run_generate(job, progress=_progress(progress))
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e
-    typer.echo(f"wrote {', '.join(sorted(p.name for p in paths.values()))} to {out}")
+    if paths:  # under context parallelism the first process writes
+        typer.echo(f"wrote {', '.join(sorted(p.name for p in paths.values()))} to {out}")
 
 
 # --- training -------------------------------------------------------------------------------

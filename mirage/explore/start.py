@@ -94,15 +94,18 @@ def scene_start(pipeline, seed: int, kind: str, size: tuple[int, int], fov: floa
     return scene.render(camera).rgb[0], camera
 
 
-def image_start(pipeline, data: bytes, depth_model: str | Path, size, fov: float):
+def image_start(pipeline, data: bytes, depth_model: str | Path | None, size, fov: float):
     """First frame and camera of an uploaded picture (cropped and resized to `size`, never
     stretched), with its depth from the depth model folder `depth_model`."""
     from mirage.perception import load_depth_provider
     from mirage.synthetic import intrinsics
 
     image = read_upload(data, size)
-    if not str(depth_model).strip():
-        raise ValueError("an uploaded image needs a depth model folder (Depth Anything V2 or Pro)")
+    if depth_model is None or not str(depth_model).strip():
+        raise ValueError(
+            "an uploaded image needs a depth model folder (Depth Anything V2 or Depth Pro): start "
+            "the explorer with --depth-model"
+        )
     depth = load_depth_provider(Path(depth_model), device=str(pipeline.device))
     pipeline.depth = depth  # only once everything above has passed
     H, W = size
