@@ -21,7 +21,10 @@ import torch
 
 from mirage.explore.session import MOVE_NAMES, MOVES, ExploreSession, Move, save_session
 from mirage.explore.start import (
+    STEP_RANGE,
+    TURN_RANGE,
     ExploreConfig,
+    check_config,
     check_model,
     frame_size,
     generation_config,
@@ -128,6 +131,7 @@ def serve(cfg: ExploreConfig, host: str = "127.0.0.1", port: int | None = None,
             "anyone who can reach it can run the model and write saves",
             stacklevel=2,
         )
+    check_config(cfg)
     port = pick_port(host, port)
     model = check_model(cfg.model, cfg.memory)  # refused before anything loads
     models = tuple(check_model(m, "none") for m in models)  # side branches: checked on use
@@ -209,8 +213,12 @@ class ExplorerApp:
         with gui.add_folder("Steer (keys W S A D Q E R F, arrows)"):
             for key, label in BUTTONS.items():
                 gui.add_button(label).on_click(lambda _, k=key: self.request_move(k))
-            self.gui_step = gui.add_slider("Step (units)", 0.05, 2.0, 0.05, self.cfg.step)
-            self.gui_turn = gui.add_slider("Turn (degrees)", 1.0, 90.0, 1.0, self.cfg.turn)
+            self.gui_step = gui.add_slider(
+                "Step (units)", *STEP_RANGE, step=0.05, initial_value=self.cfg.step
+            )
+            self.gui_turn = gui.add_slider(
+                "Turn (degrees)", *TURN_RANGE, step=1.0, initial_value=self.cfg.turn
+            )
         with gui.add_folder("What the model is told for the next view"):
             view.readout = gui.add_image(blank, label="Memory readout (decoded)")
             view.mask = gui.add_image(blank, label="Visibility mask (grey: seen, black: hole)")
@@ -228,7 +236,9 @@ class ExplorerApp:
 
     def _build_start_gui(self, gui) -> None:
         with gui.add_folder("Start", expand_by_default=False):
-            self.gui_seed = gui.add_number("Scene seed", self.cfg.scene_seed, step=1, min=0)
+            self.gui_seed = gui.add_number(
+                "Scene seed", initial_value=self.cfg.scene_seed, step=1, min=0
+            )
             self.gui_kind = gui.add_dropdown(
                 "Scene kind", ("indoor", "outdoor"), initial_value=self.cfg.scene_kind
             )

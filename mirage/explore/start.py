@@ -36,6 +36,28 @@ class ExploreConfig:
     device: str = "cpu"
 
 
+STEP_RANGE = (0.05, 2.0)  # world units: the step slider's range
+TURN_RANGE = (1.0, 90.0)  # degrees: the turn slider's range
+
+
+def check_config(cfg: ExploreConfig) -> None:
+    """Everything in `cfg` but the model folder, before anything loads (ValueError)."""
+    from mirage.pipeline.config import MEMORY_MODES
+    from mirage.pipeline.runner import check_device
+    from mirage.synthetic import KINDS
+
+    if cfg.memory not in MEMORY_MODES:
+        raise ValueError(f"`memory` must be one of {MEMORY_MODES}, got {cfg.memory!r}")
+    if cfg.scene_kind not in KINDS:
+        raise ValueError(f"`scene_kind` must be one of {KINDS}, got {cfg.scene_kind!r}")
+    for name, value, (lo, hi) in (("step", cfg.step, STEP_RANGE), ("turn", cfg.turn, TURN_RANGE)):
+        if not lo <= value <= hi:
+            raise ValueError(f"`{name}` must be in [{lo}, {hi}], got {value}")
+    if cfg.steps is not None and cfg.steps < 1:
+        raise ValueError(f"`steps` must be >= 1, got {cfg.steps}")
+    check_device(cfg.device)
+
+
 def check_model(folder: str | Path | None, memory: str) -> Path:
     """The model folder (None or "tiny": the embedded mirage-tiny), checked before it loads."""
     from mirage.models.loading import check_model_dir

@@ -65,6 +65,17 @@ def test_exposed_host_warns_and_a_model_without_side_branch_is_refused(no_branch
     assert check_model(no_branch, "none") == no_branch  # without memory it is fine
 
 
+@pytest.mark.parametrize(("bad", "match"), [({"step": 5.0}, "step"), ({"turn": 0.0}, "turn"),
+                         ({"memory": "voxels"}, "memory"), ({"device": "tpu"}, "device"),
+                         ({"scene_kind": "cave"}, "scene_kind")])  # fmt: skip
+def test_cli_explore_refuses_bad_options_before_loading(bad, match):
+    from mirage.cli import app
+
+    flag = {"scene_kind": "--scene-kind"}.get(next(iter(bad)), f"--{next(iter(bad))}")
+    result = CliRunner().invoke(app, ["explore", flag, str(next(iter(bad.values())))])
+    assert result.exit_code == 2 and match in result.output, result.output
+
+
 def test_worker_runs_in_order_refuses_when_full_and_survives_errors():
     errors, done, gate = [], [], threading.Event()
     worker = Worker(errors.append, lambda: None, max_queued=2)

@@ -144,3 +144,15 @@ def test_bad_upload_shows_a_message_and_leaves_the_session(app, page, tmp_path):
     page.get_by_text("⚠ upload: the upload is not a readable picture").wait_for()
     page.screenshot(path=tmp_path / "4_bad_upload.png")
     assert _stats(page) == before
+
+
+def test_switching_memory_replays_the_same_moves_on_the_page(app, page, tmp_path):
+    before = _wait_for(page, len(app.session.steps))
+    cameras = app.session.cameras.c2w.clone()
+    page.get_by_role("combobox", name="Memory", exact=True).click()
+    page.get_by_role("option", name="none", exact=True).click()
+    page.get_by_text("memory: none").wait_for()
+    off = _wait_for(page, before["moves"])
+    page.screenshot(path=tmp_path / "5_memory_none.png")
+    assert off["points"] == 0 and off["frames"] == before["frames"]
+    assert torch.equal(app.session.cameras.c2w, cameras)  # the same moves, replayed
