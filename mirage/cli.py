@@ -105,7 +105,7 @@ def explore(
     from mirage.explore.start import ExploreConfig
 
     try:
-        from mirage.explore.app import serve
+        from mirage.explore.serve import serve
     except ImportError as e:
         raise typer.BadParameter(f"{e}: install the explorer with pip install -e .[explore]") from e
     models = tuple(model or ())

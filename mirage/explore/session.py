@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -137,8 +138,6 @@ class ExploreSession:
 
     def move(self, move: Move) -> Step:
         """Generate one chunk along `move` from the current camera."""
-        import time
-
         cams = move_cameras(self.current, move, self.config.chunk_frames)
         before = self._copy_state()
         t0 = time.perf_counter()

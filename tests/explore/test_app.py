@@ -33,7 +33,7 @@ def no_branch(tmp_path):
 
 
 def test_pick_port_refuses_a_port_in_use_and_finds_a_free_one(busy_port):
-    from mirage.explore.app import pick_port
+    from mirage.explore.serve import pick_port
 
     with pytest.raises(ValueError, match=f"port {busy_port} on 127.0.0.1 is in use"):
         pick_port("127.0.0.1", busy_port)
@@ -44,7 +44,7 @@ def test_pick_port_refuses_a_port_in_use_and_finds_a_free_one(busy_port):
 @pytest.mark.parametrize(("host", "loop"), [("127.0.0.1", True), ("localhost", True),
                          ("::1", True), ("0.0.0.0", False), ("192.168.1.4", False)])  # fmt: skip
 def test_is_loopback(host, loop):
-    from mirage.explore.app import is_loopback
+    from mirage.explore.serve import is_loopback
 
     assert is_loopback(host) is loop
 
@@ -57,7 +57,7 @@ def test_cli_explore_port_in_use_is_a_clear_error(busy_port):
 
 
 def test_exposed_host_warns_and_a_model_without_side_branch_is_refused(no_branch):
-    from mirage.explore.app import serve
+    from mirage.explore.serve import serve
 
     with pytest.warns(UserWarning, match="reachable from other machines"):
         with pytest.raises(ValueError, match="no side branch"):

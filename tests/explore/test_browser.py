@@ -24,7 +24,7 @@ TIMEOUT_MS = 120_000  # a 2-core CI machine shared with other jobs
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """The explorer serving in a thread (2 denoising steps a chunk, to keep CI short)."""
-    from mirage.explore.app import serve
+    from mirage.explore.serve import serve
     from mirage.explore.start import ExploreConfig
 
     out = tmp_path_factory.mktemp("explore")
