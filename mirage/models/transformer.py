@@ -117,6 +117,14 @@ class MirageSideBlock(WanVACETransformerBlock):
         return self.proj_out(control_hidden_states), control_hidden_states  # hint, stream
 
 
+class SequenceSplit(nn.Module):
+    """Identity on token tensors [B,S,...]: the point where context parallelism cuts the
+    sequence (`mirage.models.parallel` hooks its outputs; alone it does nothing)."""
+
+    def forward(self, *tensors: torch.Tensor):
+        return tensors if len(tensors) > 1 else tensors[0]
+
+
 def side_layer_indices(num_layers: int, side_every: int) -> list[int]:
     """Main-block indices a side block sits beside: 0, k, 2k, ... < num_layers."""
     if side_every < 1:
@@ -173,6 +181,9 @@ class MirageTransformer(nn.Module):
             )
         self._side_of_layer = {i: j for j, i in enumerate(layers)}
         self.gradient_checkpointing = False
+        # where context parallelism splits the main and the side tokens (no parameters)
+        self.tokens, self.side_tokens = SequenceSplit(), SequenceSplit()
+        self.context_parallel = None  # ParallelConfig once `enable_context_parallel` ran
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -337,6 +348,18 @@ class MirageTransformer(nn.Module):
         if readout is not None:
             self._check_side_input(readout, (B, C, F - num_ref, h, w))
 
+    def _check_parallel_sequence(self, S: int, R: int) -> None:
+        n = self.context_parallel._world_size
+        if R:
+            raise ValueError("reference slots (`num_ref` > 0) are not supported under context "
+                             "parallelism")  # fmt: skip
+        if S % n:
+            raise ValueError(
+                f"context parallelism over {n} processes needs a token count divisible by {n}; "
+                f"this chunk has {S} (latent frames x patches per frame): choose another "
+                "process count, frame size or context length"
+            )
+
     def _check_side_input(self, readout, bcfhw) -> None:
         B, C, F, h, w = bcfhw
         cin, profile = self.side_config["in_channels"], self.profile
@@ -391,11 +414,19 @@ class MirageTransformer(nn.Module):
             temb, tproj, ctx, _ = base.condition_embedder(timestep, encoder_hidden_states, None)
             tproj = tproj.unflatten(1, (6, -1))  # [B,6,D]
 
+        # (under context parallelism each process keeps its slice of the sequence from here
+        # on; attention exchanges what it needs and proj_out's output is gathered again)
+        if self.context_parallel is not None:
+            self._check_parallel_sequence(S, R)
+        x, tproj, temb, *rope = self.tokens(x, tproj, temb, *rotary_emb)
+        rotary_emb = tuple(rope)
+
         # 3. side-branch input (the profile's), over the tokens after the references
         c, x0, side_t, side_rope = None, x[:, R:], tproj, rotary_emb
         if readout is not None:
             r = readout.to(self.side_patch_embedding.weight.dtype)
             c = self.side_patch_embedding(r).flatten(2).transpose(1, 2).contiguous()  # [B,S-R,D]
+            c = self.side_tokens(c)
             if R:
                 side_t = tproj[:, R:] if tproj.ndim == 4 else tproj
                 side_rope = tuple(f[:, R:] for f in rotary_emb)

@@ -6,7 +6,7 @@ import json
 import math
 import sys
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -40,6 +40,8 @@ class GenerateJob:
     dtype: str = "float32"
     offload: bool = False
     overwrite: bool = False  # replace a non-empty `out`
+    ulysses: int = 1  # context parallelism: processes that split each chunk's tokens (torchrun)
+    ring: int = 1  # ring-attention degree (GPU attention kernels only)
     config: GenerationConfig = field(default_factory=GenerationConfig)
 
 
@@ -72,7 +74,7 @@ def synthetic_supersample(model: Path) -> int:
     try:
         return int(json.loads(info.read_text()).get("synthetic", {}).get("supersample", 1))
     except (ValueError, AttributeError) as err:
-        raise ValueError(f"{info}: bad \"synthetic\" entry: {err}") from None
+        raise ValueError(f'{info}: bad "synthetic" entry: {err}') from None
 
 
 def check_job(job: GenerateJob, cameras, image) -> None:
@@ -86,6 +88,7 @@ def check_job(job: GenerateJob, cameras, image) -> None:
     if not root.is_dir():
         raise FileNotFoundError(f"model folder not found: {root}")
     check_device(job.device)
+    check_parallel(job)
     if not 1.0 <= job.fov <= 170.0:
         raise ValueError(
             f"`fov` must be a horizontal field of view in degrees (1..170), got {job.fov}"
@@ -277,6 +280,9 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
 
     scene, cameras, image, geo = resolve_inputs(job)
     check_job(job, cameras, image)
+    parallel = job.ulysses * job.ring > 1
+    if parallel:
+        job = replace(job, device=start_processes(job))
     from_file = geo is not None  # depth and masks come with the input
     if progress:  # loading a 5B model takes minutes: say so before the first bar appears
         print(f"loading the model from {job.model} ...", file=sys.stderr, flush=True)
@@ -287,6 +293,10 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
         masks=job.masks if geometry and not from_file else "none", scene=scene,
         device=job.device, dtype=getattr(torch, job.dtype), offload=job.offload,
     )  # fmt: skip
+    if parallel:  # every process runs the whole loop; the transformer splits its tokens
+        from mirage.models.parallel import enable_context_parallel
+
+        enable_context_parallel(pipe.transformer, ulysses=job.ulysses, ring=job.ring)
     if from_file and geometry:
         from mirage.perception import FileDepth, FileMasks
 
@@ -296,9 +306,47 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
     result.metadata["job"] = {k: v for k, v in asdict(job).items() if k != "config"}
     result.metadata["job"].update(branch=pipe.files.get("branch"), lora=pipe.files.get("lora"))
     result.metadata["machine"] = describe_machine(job.device)
+    if parallel:
+        result.metadata["context_parallel"] = {"ulysses": job.ulysses, "ring": job.ring}
+        if torch.distributed.get_rank() != 0:  # the same video on every process: one writes
+            return {}
     with atomic_dir(job.out) as tmp:  # complete or absent: never a mix of two runs
         paths = write_outputs(result, tmp, fps=job.config.fps)
     return {k: Path(job.out) / p.relative_to(tmp) for k, p in paths.items()}
+
+
+def check_parallel(job: GenerateJob) -> None:
+    """Context-parallel settings that cannot work, refused before any process waits on another."""
+    if job.ulysses < 1 or job.ring < 1:
+        raise ValueError(f"`ulysses` and `ring` must be >= 1, got {job.ulysses}, {job.ring}")
+    if job.ring > 1 and not job.device.startswith("cuda"):
+        raise ValueError(
+            "ring attention needs an attention kernel that returns the log-sum-exp (flash / "
+            "cuDNN, on a GPU); on the CPU use `ulysses`"
+        )
+    if job.ulysses * job.ring > 1 and job.config.references == "on":
+        raise ValueError("reference slots are not supported under context parallelism")
+
+
+def start_processes(job: GenerateJob) -> str:
+    """Join the torchrun / accelerate process group for context parallelism; the device of
+    this process (cuda:LOCAL_RANK on a GPU job, else the CPU with gloo)."""
+    import os
+
+    dist = torch.distributed
+    cuda = job.device.startswith("cuda")
+    if not dist.is_initialized():
+        if "RANK" not in os.environ:
+            raise ValueError(
+                "`ulysses`/`ring` > 1 needs one process per part: launch with `torchrun "
+                f"--nproc_per_node {job.ulysses * job.ring} -m mirage generate ...`"
+            )
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+        return device
+    return "cpu"
 
 
 def write_outputs(result: GenerationResult, out: Path, fps: float = 16.0) -> dict[str, Path]:
