@@ -39,13 +39,14 @@ def test_shipped_folder_is_complete_and_small():
 def heldout():
     """A fixed held-out scene, its 17-frame loop (2 chunks of 9) and the pipeline."""
     from mirage.pipeline.loading import build_pipeline
+    from mirage.pipeline.runner import synthetic_supersample
     from mirage.synthetic import make_scene
 
     seed = 900_005
     assert seed in HELDOUT_SEEDS
     scene = make_scene(seed, "indoor")
     cams = loop_cameras(scene, 64, 64, 17, "pan_right", 50.0)
-    gt = scene.render(cams).rgb
+    gt = scene.render(cams, supersample=synthetic_supersample(DEFAULT_MODEL)).rgb
     pipe = build_pipeline(DEFAULT_MODEL, depth="gt", masks="none", scene=scene)
     return scene, cams, gt, pipe
 

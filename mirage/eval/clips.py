@@ -70,6 +70,7 @@ class SyntheticEvalClips(Sequence):
         kind: str = "indoor",
         num_dynamic: int = 0,
         seed_start: int = EVAL_SCENE_SEED_START,
+        supersample: int = 1,  # s x s rays per pixel, as the model's training frames
     ):
         from mirage.data.datasets import check_clip_size
 
@@ -83,6 +84,7 @@ class SyntheticEvalClips(Sequence):
         self.num_clips, self.num_frames = int(num_clips), int(num_frames)
         self.height, self.width, self.protocol = int(height), int(width), protocol
         self.kind, self.num_dynamic, self.seed_start = kind, int(num_dynamic), int(seed_start)
+        self.supersample = int(supersample)
 
     def __len__(self) -> int:
         return self.num_clips
@@ -99,7 +101,7 @@ class SyntheticEvalClips(Sequence):
         cams = synthetic_clip_cameras(
             scene, index, self.protocol, self.num_frames, self.height, self.width
         )
-        frames = scene.render(cams).rgb  # frame times 0 .. T-1
+        frames = scene.render(cams, supersample=self.supersample).rgb  # frame times 0 .. T-1
         name = f"{self.kind}{self.seed_start + index}"
         return SceneClip(name, frames, cams, scene)
 

@@ -66,9 +66,12 @@ def eval_clips(job: EvalJob):
     """The clip sequence of a job (lazy) and the runner's loop arguments."""
     H, W = job.size
     if job.synthetic is not None:
+        from mirage.pipeline.runner import synthetic_supersample
+
         clips = SyntheticEvalClips(
-            job.synthetic, job.frames, H, W, job.protocol, job.kind, job.num_dynamic
-        )
+            job.synthetic, job.frames, H, W, job.protocol, job.kind, job.num_dynamic,
+            supersample=synthetic_supersample(Path(job.model)),
+        )  # fmt: skip
         return clips, {"clips_are_loops": True} if job.protocol == "closed_loop" else {}
     if job.protocol == "closed_loop":  # outbound clips; the loop of `frames` is built from them
         clips = Re10kEvalClips(job.re10k, (job.frames + 1) // 2, H, W, job.stride, job.max_clips)
