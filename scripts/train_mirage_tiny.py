@@ -3,8 +3,8 @@
     OMP_NUM_THREADS=1 nohup python scripts/train_mirage_tiny.py --work out/tiny-v2 \
         > out/tiny-v2.log 2>&1 &
 
-The VAE is the v2 VAE (`--vae`, default the packaged mirage/assets/mirage-tiny-v2-vae; its
-encoder is what the shards hold, so a decoder fine-tuned later keeps them valid). Every step
+The VAE is `--vae` (default the packaged mirage/assets/mirage-tiny/vae, whose encoder is the
+one the shipped DiT's shards were made with; a decoder fine-tuned later keeps them valid). Every step
 resumes or is skipped when its output exists, so the same command continues after an
 interruption. The result is assembled with scripts/assemble_mirage_tiny.py.
 
@@ -26,7 +26,7 @@ TRAJECTORIES = (
     + ("orbit", "pan_left", "pan_right", "move_left", "move_right", "push_in", "pull_out")
     + ("random_walk",)
 )  # drawn uniformly per clip: half loops
-DEFAULT_VAE = Path(__file__).resolve().parents[1] / "mirage/assets/mirage-tiny-v2-vae"
+DEFAULT_VAE = Path(__file__).resolve().parents[1] / "mirage/assets/mirage-tiny/vae"
 
 
 def main(argv=None) -> None:

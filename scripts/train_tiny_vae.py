@@ -2,15 +2,17 @@
 
     OMP_NUM_THREADS=1 nohup python scripts/train_tiny_vae.py --out out/tiny-v2-vae \
         --max-minutes 110 > out/tiny-v2-vae.log 2>&1 &
-    python scripts/train_tiny_vae.py --out out/tiny-v2-vae --eval-only \
-        --publish mirage/assets/mirage-tiny-v2-vae
+    python scripts/train_tiny_vae.py --out out/tiny-v2-vae --eval-only --publish DIR
+    OMP_NUM_THREADS=1 python scripts/train_tiny_vae.py --out out/tiny-v2-vae-dec \
+        --decoder-from out/tiny-v2-vae/vae --max-steps 2000 --max-minutes 110
 
 Training is `mirage.training.autoencoder` with the RECIPE below; running the same command
 again resumes from the newest checkpoint under `<out>/checkpoints` (so `--max-minutes` is
 per invocation; `--max-steps` is the total). Then the exported `<out>/vae` is scored on
 held-out clips of a data seed never used for training (`HELDOUT_SEED`): image-latent PSNR
 and the per-channel error of each frame's mean colour, written to `<out>/heldout.json`.
-`--publish DIR` copies the VAE there with a README of those figures and this command.
+`--publish DIR` copies the VAE there with those figures. `--decoder-from VAE` is stage 2: the
+decoder alone fine-tuned (DECODER_RECIPE), the encoder bit-equal.
 """
 
 from __future__ import annotations
