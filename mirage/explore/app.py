@@ -29,6 +29,7 @@ from mirage.explore.start import (
     scene_start,
 )
 from mirage.explore.worker import Worker
+from mirage.pipeline.runner import synthetic_supersample
 
 BUTTONS = {key: f"{key} {MOVE_NAMES[key]}" for key in MOVES}  # the label a key clicks
 UPSCALE = 4  # the 64 x 64 frames, shown large (nearest neighbour: no invented detail)
@@ -125,7 +126,8 @@ class ExplorerApp:
         return generation_config(model, memory, self.cfg.steps, self.cfg.seed)
 
     def _scene_session(self, pipe, model: Path, seed: int, kind: str) -> ExploreSession:
-        image, camera = scene_start(pipe, seed, kind, frame_size(model), self.cfg.fov)
+        ss = synthetic_supersample(model)  # as the model's training frames were rendered
+        image, camera = scene_start(pipe, seed, kind, frame_size(model), self.cfg.fov, ss)
         return ExploreSession(pipe, image, camera, self._config(model, self.memory_kind))
 
     @property

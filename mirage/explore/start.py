@@ -101,8 +101,10 @@ def load_model(model: Path, device: str = "cpu"):
     return build_pipeline(model, depth=None, masks="none", device=device)
 
 
-def scene_start(pipeline, seed: int, kind: str, size: tuple[int, int], fov: float):
-    """First frame [3,H,W] and camera of a synthetic scene; its exact depth feeds the memory."""
+def scene_start(pipeline, seed: int, kind: str, size: tuple[int, int], fov: float,
+                supersample: int = 1):  # fmt: skip
+    """First frame [3,H,W] and camera of a synthetic scene; its exact depth feeds the memory.
+    The frame is rendered with `supersample` x `supersample` rays per pixel (the model's)."""
     from mirage.perception import load_depth_provider
     from mirage.synthetic import KINDS, make_scene
 
@@ -113,7 +115,7 @@ def scene_start(pipeline, seed: int, kind: str, size: tuple[int, int], fov: floa
     scene = make_scene(int(seed), kind)
     camera = scene.start_camera(*size, fov)
     pipeline.depth = load_depth_provider("gt", scene)
-    return scene.render(camera).rgb[0], camera
+    return scene.render(camera, supersample=supersample).rgb[0], camera
 
 
 def image_start(pipeline, data: bytes, depth_model: str | Path | None, size, fov: float):
