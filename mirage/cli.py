@@ -171,8 +171,9 @@ def generate(
     dtype: str = typer.Option("float32", help="Transformer dtype: float32 | bfloat16."),
     offload: bool = typer.Option(False, help="Keep models on CPU, move each to GPU to run."),
     ulysses: int = typer.Option(
-        1, help="Context parallelism: split each chunk's tokens over N processes (launch with "
-        "torchrun --nproc_per_node N; Ulysses attention, CPU or GPU)."
+        1,
+        help="Context parallelism: split each chunk's tokens over N processes (launch with "
+        "torchrun --nproc_per_node N; Ulysses attention, CPU or GPU).",
     ),
     ring: int = typer.Option(1, help="Ring-attention degree (GPU only; ulysses x ring = N)."),
     progress: bool = typer.Option(None, "--progress/--no-progress", help=PROGRESS_HELP),

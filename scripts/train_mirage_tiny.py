@@ -4,9 +4,9 @@
         > out/tiny-v2.log 2>&1 &
 
 The VAE is `--vae` (default the packaged mirage/assets/mirage-tiny/vae, whose encoder is the
-one the shipped DiT's shards were made with; a decoder fine-tuned later keeps them valid). Every step
-resumes or is skipped when its output exists, so the same command continues after an
-interruption. The result is assembled with scripts/assemble_mirage_tiny.py.
+one the shipped DiT's shards were made with; a decoder fine-tuned later keeps them valid).
+Every step resumes or is skipped when its output exists, so the same command continues after
+an interruption. The result is assembled with scripts/assemble_mirage_tiny.py.
 
 Data: synthetic scenes (indoor and outdoor, one mover excluded from the memory), 64x64 clips of
 33 frames (four 9-frame chunks, as the demo's loop) rendered with 2x2 supersampling, with the

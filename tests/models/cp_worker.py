@@ -36,9 +36,14 @@ def main(out: str) -> None:
         model.side_blocks[0].register_forward_hook(lambda m, a, o: side.append(a[2].shape[1]))
         got = model(latents, timestep, text, readout)
     if dist.get_rank() == 0:
-        result = {"max_abs_diff": float((got - ref).abs().max()), "ref_abs_max": float(ref.abs().max()),
-                  "tokens_per_process": seen[0], "side_tokens_per_process": side[0],
-                  "tokens": 4 * 4 * 4, "shape": list(got.shape)}  # fmt: skip
+        result = {
+            "max_abs_diff": float((got - ref).abs().max()),
+            "ref_abs_max": float(ref.abs().max()),
+            "tokens_per_process": seen[0],
+            "side_tokens_per_process": side[0],
+            "tokens": 4 * 4 * 4,
+            "shape": list(got.shape),
+        }
         with open(out, "w") as f:
             json.dump(result, f)
     dist.destroy_process_group()
