@@ -104,7 +104,8 @@ def test_moves_grow_the_video_and_the_memory(tiny):
     assert not torch.equal(s.frames[-1], s.frames[0])
     torch.testing.assert_close(s.current.c2w[0], move_pose(s.camera.c2w[0], step.move))
     image, mask = s.readout()
-    assert image.shape == (3, 64, 64) and mask.shape == (8, 8) and mask.any()
+    grid = 64 // s.pipeline.vae.spatial_factor  # the model's latent grid
+    assert image.shape == (3, 64, 64) and mask.shape == (grid, grid) and mask.any()
     positions, colors = s.points()
     assert positions.shape == (s.memory.num_points, 3) and colors.dtype == torch.uint8
 

@@ -115,12 +115,16 @@ def _official_checkpoint(tmp_path):
 
 
 def test_converted_official_checkpoint_generates_with_its_profile(tmp_path, monkeypatch):
+    import json
+
     from mirage.synthetic import make_scene
 
     out = tmp_path / "official_side.safetensors"
+    dims = json.loads((TINY_MODEL_DIR / "transformer" / "config.json").read_text())
     summary = convert_checkpoint(
-        _official_checkpoint(tmp_path), out, num_layers=6, num_attention_heads=3
-    )
+        _official_checkpoint(tmp_path), out, num_layers=dims["num_layers"],
+        num_attention_heads=dims["num_attention_heads"],
+    )  # fmt: skip
     assert summary["profile"] == "official"
     scene = make_scene(3)
     pipe = build_pipeline(TINY_MODEL_DIR, branch=out, depth="gt", scene=scene)
