@@ -1,0 +1,91 @@
+"""What bounds mirage-tiny: its VAE's chunk-as-video round trip per frame, and how far the
+image latents the memory stores are from the video latents the DiT generates.
+
+    OMP_NUM_THREADS=1 python benchmarks/tiny_latent_gap.py [--model mirage/assets/mirage-tiny]
+        [--shards out/tiny-v2/shards] [--clips 60]
+
+1. For held-out scenes 900100 (indoor) and 900101 (outdoor), the demo's 33-frame loop rendered
+   at the model's supersampling goes through the VAE chunk by chunk (as generation decodes):
+   PSNR of every frame. 2. With `--shards`: per-channel correlation between each target slot's
+   video latent and the image latent of the frame whose camera the slot takes, and the share
+   of the video latents' variance a least-squares linear map (with bias) from image latents
+   explains. Prints the figures and writes them to benchmarks/results/tiny_latent_gap.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def round_trip_per_frame(vae, ss: int) -> dict:
+    from mirage.eval.loops import loop_cameras, video_round_trip
+    from mirage.eval.metrics import psnr
+    from mirage.synthetic import make_scene
+
+    out = {}
+    for seed, kind in ((900100, "indoor"), (900101, "outdoor")):
+        scene = make_scene(seed, kind)
+        gt = scene.render(loop_cameras(scene, 64, 64, 33, "pan_right", 50.0), supersample=ss).rgb
+        out[f"{seed} {kind}"] = psnr(video_round_trip(vae, gt, 9), gt).per_frame.tolist()
+    return out
+
+
+def latent_gap(shards: Path, clips: int) -> dict:
+    from mirage.data.shards import load_shard
+
+    video, image = [], []
+    for f in sorted(glob.glob(str(shards / "clip-*.safetensors")))[:clips]:
+        t, _ = load_shard(f)
+        cl, il = t["chunk_latents"], t["image_latents"]  # [n,k+1,C,h,w], [L,C,h,w]
+        k = cl.shape[1] - 1
+        for c in range(cl.shape[0]):
+            for j in range(1, k + 1):  # slot j of chunk c takes aligned frame c k + j
+                video.append(cl[c, j])
+                image.append(il[c * k + j])
+    V = torch.stack(video).permute(0, 2, 3, 1).reshape(-1, video[0].shape[0]).double()
+    X = torch.stack(image).permute(0, 2, 3, 1).reshape(-1, image[0].shape[0]).double()
+    corr = [float(torch.corrcoef(torch.stack([V[:, i], X[:, i]]))[0, 1]) for i in range(V.shape[1])]
+    X1 = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
+    residual = V - X1 @ torch.linalg.lstsq(X1, V).solution
+    r2 = 1 - float(residual.var(0).sum() / V.var(0).sum())
+    return {"cells": len(V), "channel_correlation": corr, "linear_r2": r2}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None)
+    p.add_argument("--shards", default=None)
+    p.add_argument("--clips", type=int, default=60)
+    args = p.parse_args(argv)
+    from diffusers import AutoencoderKLWan
+
+    from mirage.atomic import write_json
+    from mirage.eval.machine import describe_machine
+    from mirage.models.loading import TINY_MODEL_DIR
+    from mirage.models.vae import VideoVAE
+    from mirage.pipeline.runner import synthetic_supersample
+
+    model = Path(args.model) if args.model else TINY_MODEL_DIR
+    vae = VideoVAE(AutoencoderKLWan.from_pretrained(model / "vae").eval())
+    res = {"model": str(model), "round_trip_psnr_per_frame": round_trip_per_frame(
+        vae, synthetic_supersample(model))}  # fmt: skip
+    if args.shards:
+        res["latent_gap"] = latent_gap(Path(args.shards), args.clips)
+    res["machine"] = describe_machine("cpu")
+    write_json(RESULTS / "tiny_latent_gap.json", res)
+    for name, per_frame in res["round_trip_psnr_per_frame"].items():
+        print(name, " ".join(f"{x:.1f}" for x in per_frame))
+    if args.shards:
+        g = res["latent_gap"]
+        print("channel correlation", " ".join(f"{c:.2f}" for c in g["channel_correlation"]))
+        print(f"linear R^2 image -> video latents: {g['linear_r2']:.3f} over {g['cells']} cells")
+
+
+if __name__ == "__main__":
+    main()
