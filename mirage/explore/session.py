@@ -141,8 +141,9 @@ class ExploreSession:
         cams = move_cameras(self.current, move, self.config.chunk_frames)
         before = self._copy_state()
         t0 = time.perf_counter()
-        frames, readout, _ = self.pipeline.next_chunk(self.state, cams)
-        step = Step(move, frames, readout, time.perf_counter() - t0, self.memory.num_points)
+        out = self.pipeline.next_chunk(self.state, cams)
+        frames = out.frames
+        step = Step(move, frames, out.readout, time.perf_counter() - t0, self.memory.num_points)
         self._before.append(before)
         self.steps.append(step)
         self.cameras = Cameras(

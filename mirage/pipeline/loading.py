@@ -9,6 +9,7 @@ import torch
 from mirage.pipeline.world_model import MiragePipeline
 
 SIDE_BRANCH_FILE = "side_branch.safetensors"  # looked up inside the model folder by default
+RGB_SIDE_BRANCH_FILE = "side_branch_rgb.safetensors"  # trained on RGB-cache readouts (optional)
 LORA_FILE = "lora.safetensors"
 
 
@@ -42,9 +43,11 @@ def build_pipeline(
 
     `branch` / `lora` default to `side_branch.safetensors` / `lora.safetensors` inside
     `model_dir` when those exist; without a branch the side branch is freshly initialised (it
-    then adds exactly nothing). The branch file's conditioning profile (`mirage`, `official`,
-    `spatia`) is read from its header and the transformer built for it. `depth` and `masks`
-    are specs for
+    then adds exactly nothing). With the default branch, a `side_branch_rgb.safetensors` in
+    `model_dir` (a branch of the same shape trained on RGB-cache readouts) is swapped in for
+    generations with memory "rgb", so `--memory rgb` compares best against best. The branch
+    file's conditioning profile (`mirage`, `official`, `spatia`) is read from its header and
+    the transformer built for it. `depth` and `masks` are specs for
     `mirage.perception.load_depth_provider` / `load_mask_provider` ("gt", "none" or a folder);
     "gt" needs the synthetic `scene`; `depth=None` loads none (for memory "none"). A text
     encoder is loaded when the folder has one.
@@ -58,11 +61,15 @@ def build_pipeline(
     root = Path(model_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"model folder not found: {root}")
+    branches = {}
+    if branch is None and (root / RGB_SIDE_BRANCH_FILE).is_file():
+        branches["rgb"] = root / RGB_SIDE_BRANCH_FILE
     branch = branch or (root / SIDE_BRANCH_FILE if (root / SIDE_BRANCH_FILE).is_file() else None)
     lora = lora or (root / LORA_FILE if (root / LORA_FILE).is_file() else None)
     profile = "mirage"  # a fresh branch reads our input
     if branch is not None:  # the file says how it was built and what it reads
         side_every, profile = side_every_of(branch), profile_of(branch)
+    _check_same_branch(branch, branches.values())
     if lora is not None and not Path(lora).is_file():
         raise FileNotFoundError(f"LoRA file not found: {lora}")
     depth_provider = None if depth is None else load_depth_provider(depth, scene, device)
@@ -84,4 +91,26 @@ def build_pipeline(
     return MiragePipeline(
         transformer, VideoVAE(parts.vae), parts.scheduler, depth_provider, mask_provider,
         parts.text_encoder, parts.tokenizer, device=device, offload=offload, files=files,
+        branches=branches,
     )  # fmt: skip
+
+
+def _check_same_branch(branch, others) -> None:
+    """Every swapped-in branch must have the configuration of the default one (checked on the
+    file headers before anything loads)."""
+    from mirage.models.transformer import read_side_config
+
+    if branch is None and others:
+        raise FileNotFoundError(
+            f"{next(iter(others))} needs {SIDE_BRANCH_FILE} beside it (the branch of every other "
+            "memory kind)"
+        )
+    want = branch and read_side_config(branch)
+    for other in others:
+        got = read_side_config(other)
+        if got != want:
+            diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+            raise ValueError(
+                f"side branch {other} differs from {branch} in {', '.join(diff)}: a branch "
+                "swapped in for one memory kind must have the default branch's configuration"
+            )

@@ -1,6 +1,7 @@
 """MiragePipeline: chunk-by-chunk camera-controlled video generation with a spatial memory.
 
-Per chunk, every step of the loop is visible in `generate`, in the order of `STAGES`:
+Per chunk, every step of the loop is visible in `next_chunk` (`generate` calls it once per
+chunk of its plan), in the order of `STAGES`:
 read memory -> denoise -> decode -> encode -> masks -> depth (estimate, align) -> insert.
 The first frame goes through the last four before the first chunk.
 """
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 from mirage.geometry import Cameras
 from mirage.memory import Readout, make_memory
 from mirage.pipeline.chunks import num_context, plan_chunks
-from mirage.pipeline.conditioning import chunk_context, observation, side_condition
+from mirage.pipeline.conditioning import observation
 from mirage.pipeline.config import GenerationConfig
 from mirage.pipeline.offload import Offload
 from mirage.pipeline.profiles import ChunkConditioner
@@ -51,13 +52,17 @@ class MiragePipeline:
             zero null embedding).
         device: the execution device (default: the transformer's).
         offload: keep the models on the CPU and move each to `device` only while it runs.
-        files: the model, side-branch and LoRA files it was built from (`build_pipeline`).
+        files: the model, side-branch and LoRA files it was built from (`build_pipeline`);
+            `files["branch"]` is the side branch loaded in `transformer`.
+        branches: side-branch files for particular memory kinds, swapped in when a generation
+            uses that kind (`{"rgb": "side_branch_rgb.safetensors"}`: a branch trained on RGB
+            cache readouts); every other kind uses `files["branch"]`.
     """
 
     def __init__(
         self, transformer, vae, scheduler, depth, masks=None, text_encoder=None, tokenizer=None,
         device: str | torch.device | None = None, offload: bool = False,
-        files: dict | None = None,
+        files: dict | None = None, branches: dict | None = None,
     ):  # fmt: skip
         self.transformer = transformer
         self.vae = vae
@@ -69,6 +74,8 @@ class MiragePipeline:
         self.device = torch.device(device) if device is not None else transformer.device
         self.offload = Offload(self.device, offload)
         self.files = dict(files or {})  # the files it was built from (recorded in metadata)
+        self.branches = {k: str(v) for k, v in (branches or {}).items()}
+        self._loaded_branch = self.files.get("branch")  # the side branch in `transformer` now
 
     # --- checks and text ------------------------------------------------------------------
 
@@ -138,81 +145,32 @@ class MiragePipeline:
     ) -> GenerationResult:
         cfg = config or GenerationConfig()
         plan = self._check_inputs(image, cameras, prompt_embeds, cfg)  # all checks before work
-        profile = getattr(self.transformer, "profile", "mirage")  # what the side branch reads
-        conditioner = ChunkConditioner(profile, cfg, self.vae, tuple(image.shape[1:]))
-        dev = self.device
-        image, cameras = image.to(dev, torch.float32), cameras.to(dev)
-        s = self.vae.spatial_factor
-        latent_hw = (image.shape[1] // s, image.shape[2] // s)
-        text = self._text(prompt, prompt_embeds)
-        null_text = torch.zeros_like(text) if cfg.guidance_scale > 1 else None
-        gen = torch.Generator().manual_seed(cfg.seed)  # CPU noise: same on every device
-        scheduler = self.sampler(cfg.shift)
-        memory = make_memory(
-            cfg.memory, self.vae.z_dim, encode=self._encode, voxel_size=cfg.voxel_size,
-            dtype=getattr(torch, cfg.memory_dtype), device=dev, fusion=cfg.fusion,
-        )  # fmt: skip
-
-        # Init: the first frame, encoded, seeds the memory.
-        init_times = dict.fromkeys(WRITE_STAGES, 0.0)
-        first = self._write(memory, image[None], cameras[0], [0], init_times)  # [1,C,h,w]
-        conditioner.written(first, cameras[:1], memory)
-        frames, chunk_latents, timings, readouts = [image[None].cpu()], [], [], []
-        targets, references = first[:0], []
-
+        cameras = cameras.to(self.device)
+        state = self._start(image, cameras[0], self._text(prompt, prompt_embeds), cfg)
+        frames, chunks = [state.image], []
         for chunk in tqdm(plan, desc="chunks", disable=not progress):
-            times = dict.fromkeys(STAGES, 0.0)
-            slots = chunk.latent_frames  # video frame of each latent slot (slot 0 = given frame)
-            n = num_context(chunk.index, cfg.context_latents)
-            # 1. read the memory for the chunk's latent-frame cameras; the profile's side input,
-            # the context and any retrieved references (mirage.pipeline.profiles)
-            with _timed(times, "read", dev):
-                readout = memory.read(cameras[slots], latent_hw)
-                inputs = conditioner.prepare(memory, cameras[slots], n, first, targets, readout)
-            references.append(inputs.references)
-            readouts.append(
-                Readout(*(x.cpu() for x in (readout.latents, readout.mask, readout.depth)))
-            )
-            # 2. denoise the target slots; references, context and first frame are clean (t = 0)
-            noise = torch.randn(len(slots) - 1, *first.shape[1:], generator=gen).to(dev)
-            with _timed(times, "denoise", dev), self.offload.running(self.transformer):
-                targets = sample_chunk(
-                    self.transformer, scheduler, inputs.clean, noise, text,
-                    inputs.condition, cfg.num_inference_steps, cfg.guidance_scale, null_text,
-                    cfg.side_scale, progress, after=inputs.after, num_ref=inputs.num_ref,
-                )  # fmt: skip
-            # 3. decode the chunk (slot 0 decodes to the given first frame)
-            with _timed(times, "decode", dev), self.offload.running(self.vae.vae):
-                video = self.vae.decode(torch.cat([first, targets]))  # [4k+1,3,H,W]
-            frames.append(video[1:].cpu())
-            chunk_latents.append(torch.cat([first, targets]).cpu())
-            # 4-7. the new latent-aligned frames (start + 4m, m >= 1) go back into the memory;
-            # the clean latent of the chunk's last frame opens the next chunk
-            written = self._write(memory, video[4::4], cameras[slots[1:]], slots[1:], times)
-            conditioner.finished(torch.cat([first, targets]), readout, cameras[slots])
-            conditioner.written(written, cameras[slots[1:]], memory)
-            first = written[-1:]
-            times.update(cache_points=memory.num_points, cache_bytes=memory.nbytes)
-            timings.append(times)
-
+            chunks.append(self.next_chunk(state, cameras[chunk.start : chunk.stop], progress))
+            frames.append(chunks[-1].frames)
         metadata = {
             "config": asdict(cfg),
-            "profile": profile,
-            "references": references,  # per chunk: written latents used (0 = the first frame)
-            "sampler": {"class": type(scheduler).__name__, **_shift_of(scheduler)},
+            "profile": state.conditioner.profile,
+            "branch": state.branch,
+            "references": [c.references for c in chunks],  # per chunk: written latents used
+            "sampler": {"class": type(state.scheduler).__name__, **_shift_of(state.scheduler)},
             "num_frames": len(cameras),
             "size": [cameras.height, cameras.width],
-            "latent_hw": list(latent_hw),
+            "latent_hw": list(state.latent_hw),
             "chunks": [
                 {"start": c.start, "frames": c.num_frames, "latent_frames": c.latent_frames}
                 for c in plan
             ],
-            "init_seconds": init_times,
+            "init_seconds": state.init_seconds,
             "cameras": {"K": cameras.K.cpu().tolist(), "c2w": cameras.c2w.cpu().tolist()},
         }
         return GenerationResult(
-            torch.cat(frames), chunk_latents, memory, timings, metadata, readouts
-        )
+            torch.cat(frames), [c.latents for c in chunks], state.memory,
+            [c.times for c in chunks], metadata, [c.readout for c in chunks],
+        )  # fmt: skip
 
     def _write(self, memory, frames, cameras, indices, times) -> torch.Tensor:
         """Stages 4-7 for frames [T,3,H,W]: encode, masks, depth, insert; returns the latents.
@@ -236,9 +194,18 @@ class MiragePipeline:
             memory.observe(obs)
         return latents
 
-    # --- chunk by chunk (the explorer: the next cameras are known only after each chunk) ---
-    # The same steps as one iteration of `generate`'s loop; a test checks that driving these
-    # chunk by chunk gives generate's frames bit for bit, so the two cannot drift apart.
+    def _use_branch(self, memory: str) -> str | None:
+        """Load the side branch trained for `memory` (`branches`, else the default file) if it
+        is not the one loaded; returns its file (None: the freshly initialised branch)."""
+        path = self.branches.get(memory, self.files.get("branch"))
+        if path is not None and path != self._loaded_branch:
+            self.transformer.load_side_branch(path)
+            self._loaded_branch = path
+        return path
+
+    # --- chunk by chunk -------------------------------------------------------------------
+    # `generate` is `start_chunks` + one `next_chunk` per chunk of its plan; the explorer
+    # calls them itself, because it learns the next cameras only after each chunk.
 
     @torch.no_grad()
     def start_chunks(
@@ -255,66 +222,79 @@ class MiragePipeline:
             raise ValueError(f"`camera` must be a Cameras holding one camera, got {camera!r}")
         one_chunk = camera[[0] * cfg.chunk_frames]  # checks size and chunk length like generate
         self._check_inputs(image, one_chunk, prompt_embeds, cfg)
-        dev = self.device
-        image, camera = image.to(dev, torch.float32), camera.to(dev)
-        s = self.vae.spatial_factor
+        return self._start(image, camera.to(self.device), self._text(prompt, prompt_embeds), cfg)
+
+    def _start(self, image, camera, text, cfg) -> ChunkState:
+        """The first frame, encoded, seeds a new memory (stages 4-7)."""
+        branch = self._use_branch(cfg.memory)
+        profile = getattr(self.transformer, "profile", "mirage")  # what the side branch reads
+        conditioner = ChunkConditioner(profile, cfg, self.vae, tuple(image.shape[1:]))
+        image = image.to(self.device, torch.float32)
         memory = make_memory(
             cfg.memory, self.vae.z_dim, encode=self._encode, voxel_size=cfg.voxel_size,
-            dtype=getattr(torch, cfg.memory_dtype), device=dev, fusion=cfg.fusion,
+            dtype=getattr(torch, cfg.memory_dtype), device=self.device, fusion=cfg.fusion,
         )  # fmt: skip
-        first = self._write(memory, image[None], camera[0], [0], dict.fromkeys(WRITE_STAGES, 0.0))
+        init_seconds = dict.fromkeys(WRITE_STAGES, 0.0)
+        first = self._write(memory, image[None], camera[0], [0], init_seconds)  # [1,C,h,w]
+        conditioner.written(first, camera[:1], memory)
+        s = self.vae.spatial_factor
         return ChunkState(
             config=cfg, memory=memory, first=first, targets=first[:0], frames=1,
-            latent_hw=(image.shape[1] // s, image.shape[2] // s),
-            text=self._text(prompt, prompt_embeds),
-            generator=torch.Generator().manual_seed(cfg.seed),
-            scheduler=self.sampler(cfg.shift),
+            latent_hw=(image.shape[1] // s, image.shape[2] // s), text=text,
+            generator=torch.Generator().manual_seed(cfg.seed),  # CPU noise: same on every device
+            scheduler=self.sampler(cfg.shift), conditioner=conditioner,
+            image=image[None].cpu(), init_seconds=init_seconds, branch=branch,
         )  # fmt: skip
 
     @torch.no_grad()
-    def next_chunk(self, state: ChunkState, cameras: Cameras, progress: bool = False):
+    def next_chunk(
+        self, state: ChunkState, cameras: Cameras, progress: bool = False
+    ) -> ChunkOutput:
         """Generate one chunk along `cameras` (chunk_frames cameras; the first is the camera of
-        the last frame so far) and write it into `state` (changed in place).
-
-        Returns (frames [chunk_frames-1,3,H,W] on the CPU, the chunk's Readout on the CPU,
-        seconds per stage with the cache size after it)."""
+        the last frame so far) and write it into `state` (changed in place)."""
         cfg, dev = state.config, self.device
-        profile = getattr(self.transformer, "profile", "mirage")
-        if profile != "mirage":  # other profiles add references this loop does not build
-            raise ValueError(f"chunk by chunk needs the 'mirage' profile, got {profile!r}")
         if not isinstance(cameras, Cameras) or len(cameras) != cfg.chunk_frames:
             raise ValueError(
                 f"`cameras` must be a Cameras of {cfg.chunk_frames} cameras (one chunk), got "
                 f"{len(cameras) if isinstance(cameras, Cameras) else type(cameras).__name__}"
             )
+        state.branch = self._use_branch(cfg.memory)
         cameras = cameras.to(dev)
         slots = list(range(0, cfg.chunk_frames, 4))  # the chunk's latent-frame cameras
+        first, memory, conditioner = state.first, state.memory, state.conditioner
         times = dict.fromkeys(STAGES, 0.0)
         null_text = torch.zeros_like(state.text) if cfg.guidance_scale > 1 else None
-        context = chunk_context(state.targets, num_context(state.chunks, cfg.context_latents))
-        # 1. read the memory for the chunk's latent-frame cameras (context slots get none)
+        # 1. read the memory for the chunk's latent-frame cameras; the profile's side input,
+        # the context and any retrieved references (mirage.pipeline.profiles)
         with _timed(times, "read", dev):
-            readout = state.memory.read(cameras[slots], state.latent_hw)
-            cond = side_condition(readout, len(context))
-        # 2. denoise the target slots; context and first frame are clean (t = 0)
-        noise = torch.randn(len(slots) - 1, *state.first.shape[1:], generator=state.generator)
+            readout = memory.read(cameras[slots], state.latent_hw)
+            n = num_context(state.chunks, cfg.context_latents)
+            inputs = conditioner.prepare(memory, cameras[slots], n, first, state.targets, readout)
+        # 2. denoise the target slots; references, context and first frame are clean (t = 0)
+        noise = torch.randn(len(slots) - 1, *first.shape[1:], generator=state.generator)
         with _timed(times, "denoise", dev), self.offload.running(self.transformer):
             targets = sample_chunk(
-                self.transformer, state.scheduler, torch.cat([context, state.first]),
-                noise.to(dev), state.text, cond, cfg.num_inference_steps, cfg.guidance_scale,
-                null_text, cfg.side_scale, progress,
+                self.transformer, state.scheduler, inputs.clean, noise.to(dev), state.text,
+                inputs.condition, cfg.num_inference_steps, cfg.guidance_scale, null_text,
+                cfg.side_scale, progress, after=inputs.after, num_ref=inputs.num_ref,
             )  # fmt: skip
         # 3. decode the chunk (slot 0 decodes to the given first frame)
+        latents = torch.cat([first, targets])
         with _timed(times, "decode", dev), self.offload.running(self.vae.vae):
-            video = self.vae.decode(torch.cat([state.first, targets]))  # [4k+1,3,H,W]
-        # 4-7. the new latent-aligned frames go back into the memory (frame indices as generate)
+            video = self.vae.decode(latents)  # [4k+1,3,H,W]
+        # 4-7. the new latent-aligned frames (start + 4m, m >= 1) go back into the memory;
+        # the clean latent of the chunk's last frame opens the next chunk
         index = [state.frames - 1 + m for m in slots[1:]]
-        state.first = self._write(state.memory, video[4::4], cameras[slots[1:]], index, times)[-1:]
-        state.targets, state.chunks = targets, state.chunks + 1
+        written = self._write(memory, video[4::4], cameras[slots[1:]], index, times)
+        conditioner.finished(latents, readout, cameras[slots])
+        conditioner.written(written, cameras[slots[1:]], memory)
+        state.first, state.targets, state.chunks = written[-1:], targets, state.chunks + 1
         state.frames += cfg.chunk_frames - 1
-        times.update(cache_points=state.memory.num_points, cache_bytes=state.memory.nbytes)
-        cpu = Readout(*(x.cpu() for x in (readout.latents, readout.mask, readout.depth)))
-        return video[1:].cpu(), cpu, times
+        times.update(cache_points=memory.num_points, cache_bytes=memory.nbytes)
+        return ChunkOutput(
+            video[1:].cpu(), latents.cpu(), _cpu(readout), times,
+            inputs.references,
+        )  # fmt: skip
 
 
 @dataclass
@@ -328,9 +308,28 @@ class ChunkState:
     frames: int  # frames so far, the first frame included
     latent_hw: tuple[int, int]
     text: torch.Tensor  # [1,L,D] prompt embedding
-    generator: torch.Generator  # noise: advanced once per chunk, as in generate
+    generator: torch.Generator  # noise: advanced once per chunk
     scheduler: object
+    conditioner: ChunkConditioner  # the profile's inputs, references and previous slots
+    image: torch.Tensor  # [1,3,H,W] the first frame (CPU)
+    init_seconds: dict  # seconds per write stage of the first frame
+    branch: str | None = None  # the side-branch file in use (None: freshly initialised)
     chunks: int = 0  # chunks generated so far
+
+
+@dataclass
+class ChunkOutput:
+    """One chunk of `next_chunk`, on the CPU."""
+
+    frames: torch.Tensor  # [chunk_frames-1,3,H,W] the new frames
+    latents: torch.Tensor  # [k+1,C,h,w] slot 0 (the given frame) + the generated targets
+    readout: Readout  # the memory read at the chunk's latent-frame cameras
+    times: dict  # seconds per stage, cache points and bytes after the chunk
+    references: list[int]  # the written latents used as references (0 = the first frame)
+
+
+def _cpu(readout: Readout) -> Readout:
+    return Readout(readout.latents.cpu(), readout.mask.cpu(), readout.depth.cpu())
 
 
 def _shift_of(scheduler) -> dict:

@@ -22,11 +22,11 @@ def test_chunk_by_chunk_equals_generate(memory):
     state = pipe.start_chunks(image, cams[0], config=cfg)
     frames = [image[None]]
     for start in (0, 8, 16):
-        new, readout, times = pipe.next_chunk(state, cams[start : start + 9])
-        frames.append(new)
-        assert times["cache_points"] == state.memory.num_points
+        out = pipe.next_chunk(state, cams[start : start + 9])
+        frames.append(out.frames)
+        assert out.times["cache_points"] == state.memory.num_points
     assert torch.equal(torch.cat(frames), whole.frames)
-    assert torch.equal(readout.latents, whole.readouts[-1].latents)
+    assert torch.equal(out.readout.latents, whole.readouts[-1].latents)
     assert torch.equal(state.memory.positions, whole.memory.positions)
     assert state.frames == len(cams) and state.chunks == 3
 

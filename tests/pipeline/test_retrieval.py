@@ -127,16 +127,50 @@ def _pipeline(seed=3):
     return pipe, cams, scene.render(cams[0]).rgb[0]
 
 
+def _plain_loop(pipe, image, cams, cfg):
+    """The loop before profiles and references existed, built here from its primitives
+    (chunk_context, side_condition, plain sample_chunk): chunk c reads the memory at its slot
+    cameras, denoises with the context and first frame clean, decodes, writes frames 4, 8."""
+    from mirage.memory import make_memory
+    from mirage.pipeline.conditioning import chunk_context, observation, side_condition
+    from mirage.pipeline.sampling import sample_chunk
+
+    memory = make_memory("latent", pipe.vae.z_dim, voxel_size=cfg.voxel_size,
+                         dtype=getattr(torch, cfg.memory_dtype), fusion=cfg.fusion)  # fmt: skip
+
+    def write(frames, cameras, indices):
+        latents = pipe.vae.encode_images(frames, batch_size=len(frames))
+        depth = pipe.depth(frames, cameras, torch.tensor(indices))
+        memory.observe(observation(memory, frames, latents, depth, cameras, None, True))
+        return latents
+
+    first = write(image[None], cams[0], [0])
+    targets, gen, out = first[:0], torch.Generator().manual_seed(cfg.seed), [image[None]]
+    text = torch.zeros(1, 1, pipe.transformer.config.text_dim)
+    for c in range(3):
+        slots = [8 * c, 8 * c + 4, 8 * c + 8]
+        n = 0 if c == 0 else cfg.context_latents
+        context = chunk_context(targets, n)
+        cond = side_condition(memory.read(cams[slots], first.shape[-2:]), n)
+        noise = torch.randn(2, *first.shape[1:], generator=gen)
+        targets = sample_chunk(
+            pipe.transformer, pipe.sampler(cfg.shift), torch.cat([context, first]), noise, text,
+            cond, cfg.num_inference_steps, cfg.guidance_scale, None, cfg.side_scale, False,
+        )  # fmt: skip
+        video = pipe.vae.decode(torch.cat([first, targets]))
+        out.append(video[1:])
+        first = write(video[4::4], cams[slots[1:]], slots[1:])[-1:]
+    return torch.cat(out)
+
+
 def test_references_off_is_the_loop_without_references():
-    """`generate` with references off equals start_chunks / next_chunk, which build every chunk
-    with the pre-profile primitives (chunk_context, side_condition, plain sample_chunk)."""
+    """`generate` with references off equals the loop built from the pre-profile primitives."""
     pipe, cams, image = _pipeline()
     cfg = GenerationConfig(chunk_frames=9, num_inference_steps=2, references="off")
     res = pipe.generate(image, cams, config=cfg, progress=False)
     assert res.metadata["references"] == [[], [], []]
-    state = pipe.start_chunks(image, cams[:1], config=cfg)
-    frames = [image[None]] + [pipe.next_chunk(state, cams[a : a + 9])[0] for a in (0, 8, 16)]
-    assert torch.equal(res.frames, torch.cat(frames))
+    with torch.no_grad():
+        assert torch.equal(res.frames, _plain_loop(pipe, image, cams, cfg))
     on = pipe.generate(image, cams, config=GenerationConfig(**{**cfg.__dict__, "references": "on"}),
                        progress=False)  # fmt: skip
     assert all(on.metadata["references"][1:]) and on.metadata["references"][0] == []
