@@ -88,7 +88,6 @@ def check_job(job: GenerateJob, cameras, image) -> None:
     if not root.is_dir():
         raise FileNotFoundError(f"model folder not found: {root}")
     check_device(job.device)
-    check_parallel(job)
     if not 1.0 <= job.fov <= 170.0:
         raise ValueError(
             f"`fov` must be a horizontal field of view in degrees (1..170), got {job.fov}"
@@ -105,6 +104,7 @@ def check_job(job: GenerateJob, cameras, image) -> None:
     for name, given in (("branch", job.branch), ("lora", job.lora)):
         if given is not None and not Path(given).is_file():
             raise FileNotFoundError(f"`{name}` file not found: {given}")
+    check_parallel(job)
     has_text = (root / "text_encoder").is_dir()
     if job.prompt and not has_text:
         raise ValueError("`--prompt` needs a text encoder (text_encoder/ in the model folder)")
@@ -317,6 +317,8 @@ def run_generate(job: GenerateJob, progress: bool = True) -> dict[str, Path]:
 
 def check_parallel(job: GenerateJob) -> None:
     """Context-parallel settings that cannot work, refused before any process waits on another."""
+    from mirage.pipeline.profiles import references_on
+
     if job.ulysses < 1 or job.ring < 1:
         raise ValueError(f"`ulysses` and `ring` must be >= 1, got {job.ulysses}, {job.ring}")
     if job.ring > 1 and not job.device.startswith("cuda"):
@@ -324,8 +326,19 @@ def check_parallel(job: GenerateJob) -> None:
             "ring attention needs an attention kernel that returns the log-sum-exp (flash / "
             "cuDNN, on a GPU); on the CPU use `ulysses`"
         )
-    if job.ulysses * job.ring > 1 and job.config.references == "on":
-        raise ValueError("reference slots are not supported under context parallelism")
+    if job.ulysses * job.ring > 1 and references_on(job.config.references, _profile(job)):
+        raise ValueError(
+            "reference slots are not supported under context parallelism (the official "
+            "profile retrieves them with `references` auto): pass --references off"
+        )
+
+
+def _profile(job: GenerateJob) -> str:
+    """The conditioning profile of the side branch the job will load (`mirage` for none)."""
+    from mirage.pipeline.loading import SIDE_BRANCH_FILE, profile_of
+
+    branch = job.branch or Path(job.model) / SIDE_BRANCH_FILE
+    return profile_of(branch) if Path(branch).is_file() else "mirage"
 
 
 def start_processes(job: GenerateJob) -> str:

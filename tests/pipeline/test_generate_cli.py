@@ -218,3 +218,26 @@ def test_generate_references_flag_reaches_the_loop(tiny_model_dir, tmp_path):
     assert meta["references"][0] == [] and all(meta["references"][1:])
     bad = CliRunner().invoke(app, args[:-1] + ["sometimes", "--out", str(tmp_path / "x")] + ARGS)
     assert bad.exit_code != 0 and "references" in bad.output
+
+
+def test_context_parallel_refuses_references_of_the_official_profile_before_loading(tmp_path):
+    """`references` auto means on for an official branch: under --ulysses it is refused by the
+    job check (before any process waits on another), and --references off passes."""
+    from dataclasses import replace
+
+    from mirage.models.loading import tiny_components
+    from mirage.models.transformer import MirageTransformer
+    from mirage.pipeline.runner import GenerateJob, check_parallel
+
+    official = tmp_path / "official.safetensors"
+    base = tiny_components(0).transformer
+    MirageTransformer.from_base(base, profile="official").save_side_branch(official)
+    mirage = tmp_path / "mirage.safetensors"
+    MirageTransformer.from_base(base).save_side_branch(mirage)
+    job = GenerateJob(model=tmp_path, out=tmp_path / "out", branch=official, ulysses=2)
+    with pytest.raises(ValueError, match="--references off"):
+        check_parallel(job)
+    check_parallel(replace(job, config=GenerationConfig(references="off")))
+    check_parallel(replace(job, branch=mirage))  # auto is off for our profile
+    with pytest.raises(ValueError, match="not supported"):
+        check_parallel(replace(job, branch=mirage, config=GenerationConfig(references="on")))
