@@ -84,15 +84,22 @@ WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PREPROCESSOR = ("preprocessor_config.json", "processor_config.json")
 
 
-def check_model_folder(model_dir, what: str, extra: tuple = ()) -> Path:
+def check_model_folder(
+    model_dir,
+    what: str,
+    extra: tuple = (),
+    required: tuple = ("config.json", WEIGHTS, PREPROCESSOR),
+) -> Path:
     """The folder as a Path, or FileNotFoundError listing every expected file that is missing.
 
     A model folder must hold `config.json`, `model.safetensors` (or its index
     `model.safetensors.index.json` with every shard it names) and `preprocessor_config.json`
     (or a newer unified `processor_config.json`); `extra` adds files, each a name or a tuple
-    of alternatives. Pickle weights
+    of alternatives. `required` replaces those defaults for models that are not transformers
+    folders (Depth Anything 3: `("config.json", "model.safetensors")`). Pickle weights
     (`pytorch_model.bin`) are never loaded.
     """
+    names = [n if isinstance(n, str) else n[0] for n in (*required, *extra)]
     folder = Path(model_dir).expanduser()
     if not folder.is_dir():
         hint = ""
@@ -100,15 +107,15 @@ def check_model_folder(model_dir, what: str, extra: tuple = ()) -> Path:
             hint = f"; download it first, e.g. `hf download {model_dir} --local-dir DIR`"
         raise FileNotFoundError(
             f"{what} model folder {str(folder)!r} does not exist (expected a local folder with "
-            f"config.json, model.safetensors and preprocessor_config.json){hint}"
+            f"{', '.join(names[:-1])} and {names[-1]}){hint}"
         )
     missing = []
-    for names in ("config.json", WEIGHTS, PREPROCESSOR, *extra):
+    for names in (*required, *extra):
         names = (names,) if isinstance(names, str) else tuple(names)
         if not any((folder / n).is_file() for n in names):
             missing.append(" or ".join(names))
     index = folder / "model.safetensors.index.json"
-    if not (folder / "model.safetensors").is_file() and index.is_file():
+    if WEIGHTS in required and not (folder / "model.safetensors").is_file() and index.is_file():
         shards = sorted(set(read_json(index).get("weight_map", {}).values()))
         missing += [f"{s} (named in model.safetensors.index.json)" for s in shards
                     if not (folder / s).is_file()]  # fmt: skip
