@@ -5,6 +5,7 @@
 
 from mirage.perception.base import DepthProvider, MaskProvider, check_frames
 from mirage.perception.depth import DepthAnythingV2Depth, DepthProDepth, load_depth_provider
+from mirage.perception.depth_anything3 import DepthAnything3Depth
 from mirage.perception.ground_truth import (
     FileDepth,
     FileMasks,
@@ -15,6 +16,7 @@ from mirage.perception.ground_truth import (
 from mirage.perception.masks import Sam3Masks, load_mask_provider
 
 __all__ = [
+    "DepthAnything3Depth",
     "DepthAnythingV2Depth",
     "DepthProDepth",
     "DepthProvider",

@@ -38,6 +38,7 @@ from mirage.perception.base import (
     require_model_type,
     resize_frames,
 )
+from mirage.perception.depth_anything3 import DepthAnything3Depth, is_da3_folder
 from mirage.perception.ground_truth import GroundTruthDepth
 
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL resampling ids -> torch modes
@@ -226,7 +227,8 @@ def load_depth_provider(
     """A depth provider from a spec: "gt" (the synthetic `scene`'s exact depth) or a folder.
 
     The folder's config.json `model_type` picks the class: "depth_anything" ->
-    `DepthAnythingV2Depth`, "depth_pro" -> `DepthProDepth`.
+    `DepthAnythingV2Depth`, "depth_pro" -> `DepthProDepth`; a Depth Anything 3 folder (no
+    `model_type`, a `model_name` such as "da3-large") -> `DepthAnything3Depth`.
     """
     if isinstance(spec, str) and spec == "gt":
         if scene is None:
@@ -234,6 +236,8 @@ def load_depth_provider(
         return GroundTruthDepth(scene)
     if not isinstance(spec, (str, Path)):
         raise ValueError(f'`spec` must be "gt" or a model folder, got {type(spec).__name__}')
+    if is_da3_folder(spec):
+        return DepthAnything3Depth(spec, device=device, dtype=dtype)
     folder = check_model_folder(spec, "depth")
     kind = model_type(folder)
     if kind not in _DEPTH_MODELS:
