@@ -43,13 +43,27 @@ def is_fsdp(accelerator) -> bool:
     return accelerator.distributed_type.name == "FSDP"
 
 
+def full_state_dict(model) -> dict[str, torch.Tensor]:
+    """The full (unsharded) state dict of an FSDP-wrapped model on the main process.
+
+    torch's `get_model_state_dict` rather than `accelerator.get_state_dict`: accelerate's FSDP1
+    gather asks for `offload_to_cpu`, which on CPU parameters clones freed memory (a segfault
+    in torch 2.13's `_full_post_state_dict_hook`). Call on every process (it all-gathers).
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    offload = next(model.parameters()).device.type != "cpu"
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=offload)
+    return get_model_state_dict(model, options=opts)
+
+
 def gathered_trainable(accelerator, model) -> dict[str, torch.Tensor]:
     """Full (unsharded) fp32 CPU copies of the trainable parameters; call on every process."""
     if not is_fsdp(accelerator):
         return trainable_state(accelerator.unwrap_model(model))
     names = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
     names = {n.replace("_fsdp_wrapped_module.", "") for n in names}
-    full = accelerator.get_state_dict(model)  # FULL_STATE_DICT: gathered on the main process
+    full = full_state_dict(model)
     return {n: t.detach().float().cpu().contiguous() for n, t in full.items() if n in names}
 
 
@@ -143,8 +157,10 @@ def load_checkpoint(path: Path, accelerator, model, optimizer, ema, cfg) -> int:
     if is_fsdp(accelerator):  # sharded parameters: let torch scatter the full tensors
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
+        # the wrapped model: unwrapped, FSDP1's root unit (side patch embedding, norms, ...)
+        # shows its parameters as empty flat-parameter views and the load fails on their size
         opts = StateDictOptions(full_state_dict=True, strict=False)
-        set_model_state_dict(unwrapped, weights, options=opts)
+        set_model_state_dict(model, weights, options=opts)
     else:
         with torch.no_grad():
             for n, t in weights.items():

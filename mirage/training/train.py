@@ -6,6 +6,7 @@ Run with `mirage train ...`, `python -m mirage.training ...` or
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -17,6 +18,7 @@ from tqdm.auto import tqdm
 from mirage.training.checkpoint import (
     CKPT_DIR,
     export_model,
+    full_state_dict,
     is_fsdp,
     list_checkpoints,
     load_checkpoint,
@@ -164,6 +166,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
     )
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not is_fsdp(accelerator):
+        raise ValueError(
+            f"FSDP was asked for (ACCELERATE_USE_FSDP), but accelerate set up "
+            f"{accelerator.distributed_type.name}: accelerate runs FSDP only on accelerators "
+            "(CUDA, XPU, ...); over CPU processes train with DDP (ACCELERATE_USE_CPU=true)"
+        )
     main = accelerator.is_main_process
     if cfg.tensorboard:
         accelerator.init_trackers("mirage", config=_flat(asdict(cfg)))
@@ -260,7 +268,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         ema.copy_to_model()
     final = accelerator.unwrap_model(model)
     if is_fsdp(accelerator):  # sharded: gather the full weights into a CPU copy on main
-        full = accelerator.get_state_dict(model)
+        full = full_state_dict(model)
         if main:
             final = build_model(cfg, dataset.channels)
             final.load_state_dict(full, strict=False)
