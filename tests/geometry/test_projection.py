@@ -111,6 +111,7 @@ def test_zbuffer_empty_and_no_points():
 def test_render_index_in_passes_equals_one_pass(gen, monkeypatch):
     import mirage.geometry.projection as projection
 
+    monkeypatch.setattr(projection.native, "_kernel", None)  # the torch path takes passes
     cams = random_cameras(gen, 5, 12, 20)
     points = (torch.rand(400, 3, generator=gen) - 0.5) * 2 + torch.tensor([0.0, 0.0, 3.0])
     whole = projection.render_index(points, cams.K, cams.w2c, 12, 20)
@@ -143,15 +144,29 @@ def _tie_scene(gen, N=600, H=5, W=7, finite=False):
     return points, K, w2c
 
 
-# The CPU fast path's alternatives: passes over the points, float64 cell ids, keys without the
-# little-endian word layout. Each must give the same result as the default path.
+# The CPU paths: the compiled loop (`mirage.geometry.native`), and the torch ops it falls back
+# to with their alternatives: passes over the points, float64 cell ids, keys without the
+# little-endian word layout, no exact GEMM. Each must give the loop twin's result.
 PATHS = {
-    "default": {},
-    "passes": {"CPU_POINTS_PER_PASS": 97},
-    "float64_cells": {"_FLOAT32_CELLS": 1},
-    "shifted_keys": {"_LITTLE_ENDIAN": False},
-    "elementwise": {"_GEMM_IS_EXACT": False},  # as on a BLAS that fails the probe
+    "native": {},
+    "torch": {"torch": True},
+    "passes": {"torch": True, "CPU_POINTS_PER_PASS": 97},
+    "float64_cells": {"torch": True, "_FLOAT32_CELLS": 1},
+    "shifted_keys": {"torch": True, "_LITTLE_ENDIAN": False},
+    "elementwise": {"torch": True, "_GEMM_IS_EXACT": False},  # a BLAS that fails the probe
 }
+
+
+def _take_path(path, monkeypatch):
+    import mirage.geometry.projection as projection
+
+    for name, value in PATHS[path].items():
+        if name == "torch":
+            monkeypatch.setattr(projection.native, "_kernel", None)
+        else:
+            monkeypatch.setattr(projection, name, value)
+    if path == "native" and projection.native.kernel() is None:
+        pytest.skip("no C compiler: the compiled z-buffer is not built")
 
 
 @pytest.mark.parametrize("finite", [False, True])
@@ -162,8 +177,7 @@ def test_render_index_matches_loop_twin_with_ties_and_points_behind(
 ):
     import mirage.geometry.projection as projection
 
-    for name, value in PATHS[path].items():
-        monkeypatch.setattr(projection, name, value)
+    _take_path(path, monkeypatch)
     gen = torch.Generator().manual_seed(seed)
     points, K, w2c = _tie_scene(gen, finite=finite)
     index, depth = projection.render_index(points, K, w2c, 5, 7)
@@ -182,8 +196,7 @@ def test_render_index_matches_loop_twin_with_ties_and_points_behind(
 def test_render_index_view_does_not_depend_on_the_others(gen, path, monkeypatch):
     import mirage.geometry.projection as projection
 
-    for name, value in PATHS[path].items():
-        monkeypatch.setattr(projection, name, value)
+    _take_path(path, monkeypatch)
     cams = random_cameras(gen, 6, 12, 20)
     points = (torch.rand(3000, 3, generator=gen) - 0.5) * 2 + torch.tensor([0.0, 0.0, 3.0])
     index, depth = projection.render_index(points, cams.K, cams.w2c, 12, 20)
@@ -205,6 +218,90 @@ def test_cpu_gemm_is_used_only_where_it_equals_the_elementwise_sums(gen):
     want = projection._camera_rows(pts.T, cols, torch.empty(3, 5000), None)
     got = projection._camera_rows_cpu(projection._homogeneous(pts), P, torch.empty(3, 5000), None)
     assert torch.equal(want, got)  # whichever the probe chose
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_render_index_edges_match_loop_twin(gen, path, monkeypatch):
+    """Grids of one row or one column, every point behind, points on the frame's edges."""
+    import mirage.geometry.projection as projection
+
+    _take_path(path, monkeypatch)
+    for H, W in ((1, 9), (7, 1), (1, 1)):
+        w2c = random_cameras(gen, 3, H, W, spread=0.1).w2c
+        K = torch.tensor([[2.0 * W, 0, W / 2 + 0.1], [0, 2.5 * H, H / 2 - 0.2], [0, 0, 1]])
+        K = K.expand(3, 3, 3)
+        points = (torch.rand(500, 3, generator=gen) - 0.5) * 2 + torch.tensor([0.0, 0.0, 3.0])
+        uv, z = project(points, K, w2c)
+        assert ((uv >= 0) & (uv < torch.tensor([W, H]))).all(-1).sum() > 20  # some land
+        index, depth = projection.render_index(points, K, w2c, H, W)
+        ref_index, ref_depth = _zbuffer(uv, z, H, W)
+        assert torch.equal(index, ref_index) and torch.equal(depth, ref_depth)
+    # every point behind the camera (z < 0) projects into the frame; none may show
+    K, w2c = intrinsics(5, 7)[None], torch.eye(4)[None]
+    behind = torch.rand(200, 3, generator=gen) - torch.tensor([0.5, 0.5, 1.5])  # z in -1.5..-0.5
+    uv, _ = project(behind, K, w2c)
+    assert ((uv >= 0) & (uv < torch.tensor([7, 5]))).all(-1).any()
+    index, depth = projection.render_index(behind, K, w2c, 5, 7)
+    assert torch.all(index == -1) and torch.all(depth == 0)
+    # points exactly on the cell borders u, v = 0, 1, ..., W (floor: u = W is outside)
+    grid = torch.stack(torch.meshgrid(torch.arange(8.0), torch.arange(6.0), indexing="xy"), -1)
+    uv1 = grid.reshape(-1, 2)  # u in 0..7, v in 0..5 on a 5 x 7 grid
+    f, c = 10.0, torch.tensor([0.0, 0.0])
+    K1 = torch.tensor([[[f, 0, 0], [0, f, 0], [0, 0, 1.0]]])
+    on_edges = torch.cat([(uv1 - c) / f * 2.0, torch.full((len(uv1), 1), 2.0)], 1)
+    uv, z = project(on_edges, K1, w2c)
+    index, depth = projection.render_index(on_edges, K1, w2c, 5, 7)
+    ref_index, ref_depth = _zbuffer(uv, z, 5, 7)
+    assert torch.equal(index, ref_index) and torch.equal(depth, ref_depth)
+    assert (index >= 0).sum() == 35  # every cell has its corner point
+
+
+def test_native_kernel_falls_back_to_torch_without_a_compiler(gen, monkeypatch, tmp_path):
+    import mirage.geometry.projection as projection
+
+    monkeypatch.setattr(projection.native, "_kernel", False)  # not tried yet
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("MIRAGE_NATIVE_CACHE", str(tmp_path / "cache"))
+    assert projection.native.kernel() is None
+    cams = random_cameras(gen, 2, 12, 20)
+    points = (torch.rand(300, 3, generator=gen) - 0.5) * 2 + torch.tensor([0.0, 0.0, 3.0])
+    index, depth = projection.render_index(points, cams.K, cams.w2c, 12, 20)
+    ref_index, ref_depth = _zbuffer(*project(points, cams.K, cams.w2c), 12, 20)
+    assert torch.equal(index, ref_index) and torch.equal(depth, ref_depth)
+    monkeypatch.setattr(projection.native, "_kernel", False)
+    monkeypatch.setenv("MIRAGE_NATIVE", "0")  # disabled even where a compiler is found
+    monkeypatch.delenv("CC")
+    assert projection.native.kernel() is None
+
+
+def test_a_native_kernel_that_fails_the_probe_is_not_used(monkeypatch):
+    import mirage.geometry.projection as projection
+
+    if projection.native.kernel() is None:
+        pytest.skip("no C compiler: the compiled z-buffer is not built")
+    real = projection.native.render_index_native
+
+    def off_by_one(lib, points, P, H, W):  # as a compiler that rounds differently might be
+        index, depth = real(lib, points, P, H, W)
+        return index, depth.nextafter(torch.tensor(float("inf")))
+
+    monkeypatch.setattr(projection.native, "render_index_native", off_by_one)
+    monkeypatch.setattr(projection, "_NATIVE_PROBED", (None, False))
+    assert projection._native_kernel() is None
+    monkeypatch.setattr(projection.native, "render_index_native", real)
+    monkeypatch.setattr(projection, "_NATIVE_PROBED", (None, False))
+    assert projection._native_kernel() is projection.native.kernel()
+
+
+def test_native_kernel_builds_into_its_cache(monkeypatch, tmp_path):
+    import mirage.geometry.native as native
+
+    if native.kernel() is None:
+        pytest.skip("no C compiler: the compiled z-buffer is not built")
+    monkeypatch.setattr(native, "_kernel", False)
+    monkeypatch.setenv("MIRAGE_NATIVE_CACHE", str(tmp_path))
+    assert native.kernel() is not None
+    assert [p.suffix for p in tmp_path.iterdir()] == [".so"]  # the library, no leftovers
 
 
 def test_render_index_ignores_a_point_whose_z_overflows_to_inf():
