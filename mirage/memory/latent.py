@@ -22,6 +22,7 @@ from mirage.geometry import (
     Cameras,
     pixel_centers,
     render_index,
+    rigid_inverse,
     transform_points,
     unproject,
 )
@@ -268,12 +269,12 @@ class LatentSpatialMemory:
             raise ValueError("`latent_hw` is needed to read a memory that has never been written")
         h, w = hw
         s = grid_factor(cameras.height, cameras.width, h, w)
-        cams = cameras.to(self.device).scaled(1 / s)
         if self.num_points == 0:
-            T = len(cams)
+            T = len(cameras)
             empty = torch.full((T, h, w), EMPTY, dtype=torch.long, device=self.device)
             return empty, torch.zeros(T, h, w, device=self.device), hw
-        index, depth = render_index(self.positions, cams.K, cams.w2c, h, w)
+        K, w2c = _latent_grid_cameras(cameras, s, self.device)
+        index, depth = render_index(self.positions, K, w2c, h, w)
         return index, depth, hw
 
     def read(self, cameras: Cameras, latent_hw: tuple[int, int] | None = None) -> Readout:
@@ -285,11 +286,8 @@ class LatentSpatialMemory:
         index, depth, hw = self._render(cameras, latent_hw)
         if self.num_points == 0:
             return empty_readout(len(cameras), self.channels, hw, self.device, self.dtype)
-        T, h, w = index.shape
         hit = index != EMPTY
-        feats = self.features.index_select(0, index.clamp(min=0).flatten()).view(T, h, w, -1)
-        latents = torch.where(hit[..., None], feats, 0).permute(0, 3, 1, 2).contiguous()
-        return Readout(latents, hit[:, None], depth[:, None])
+        return Readout(_gather_cells(self.features, index, hit), hit[:, None], depth[:, None])
 
     def read_depth(self, cameras: Cameras, latent_hw: tuple[int, int] | None = None):
         """Depth and visibility of the readout, without gathering latents.
@@ -380,6 +378,38 @@ class LatentSpatialMemory:
         write_ply(path, self.positions, features_to_rgb(self.features.cpu().float()),
                   f"Mirage latent memory: {self.num_points} points, {self.channels} channels, "
                   "colours = PCA of latents")  # fmt: skip
+
+
+def _latent_grid_cameras(cameras: Cameras, s: int, device):  # -> K [T,3,3], w2c [T,4,4]
+    """`cameras.to(device).scaled(1 / s)`'s K and w2c, the same bits, without building (and
+    checking again) two `Cameras` on every read: the checks cost more than the z-buffer of a
+    small memory. `s` is a whole factor of the image size (`grid_factor`)."""
+    K, c2w = cameras.K.to(device), cameras.c2w.to(device)
+    h, w = cameras.height // s, cameras.width // s
+    S = torch.tensor(
+        [[w / cameras.width, 0, 0], [0, h / cameras.height, 0], [0, 0, 1]],
+        dtype=K.dtype, device=device,
+    )  # fmt: skip
+    return S @ K, rigid_inverse(c2w)
+
+
+def _gather_cells(features: torch.Tensor, index: torch.Tensor, hit: torch.Tensor):
+    """The latent each cell shows, zero where it shows none.
+
+    # features [N,C], index [T,h,w] (EMPTY where none), hit = index != EMPTY -> [T,C,h,w]
+    Rows are gathered into [T*h*w, C], the empty ones zeroed (on CPU only those rows: a
+    masked pass over all of them costs more than the gather), then transposed once (the
+    transpose of 2-byte elements is most of the time; measured, no torch layout trick beat it).
+    """
+    T, h, w = index.shape
+    flat = index.flatten()
+    rows = features.index_select(0, flat.clamp(min=0))  # [T*h*w, C]
+    empty = ~hit.flatten()
+    if rows.device.type == "cpu":  # nonzero: a host sync on a GPU, nothing on CPU
+        rows.index_fill_(0, empty.nonzero().flatten(), 0)
+    else:
+        rows.masked_fill_(empty[:, None], 0)
+    return rows.view(T, h * w, -1).transpose(1, 2).contiguous().view(T, -1, h, w)
 
 
 def _resampling_gaps(hit: torch.Tensor, depth: torch.Tensor, cells, z) -> torch.Tensor:
