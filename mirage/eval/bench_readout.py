@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from mirage.atomic import write_json
 from mirage.eval.machine import describe_machine, write_rows
-from mirage.geometry import Cameras
+from mirage.geometry import Cameras, native
 from mirage.memory import LatentSpatialMemory
 
 CHANNELS = 48  # Wan2.2 VAE latent channels
@@ -113,8 +113,24 @@ def run_readout_benchmark(
     return rows
 
 
+def read_with_render_index(render_index):
+    """A read function (mem, cameras) -> Readout: today's read with `render_index` in place of
+    `mirage.memory.latent.render_index` for the duration of the call."""
+    import mirage.memory.latent as latent
+
+    def read(mem: LatentSpatialMemory, cams: Cameras):
+        today = latent.render_index
+        latent.render_index = render_index
+        try:
+            return mem.read(cams)
+        finally:
+            latent.render_index = today
+
+    return read
+
+
 def run_read_comparison(
-    reference_render_index,
+    others: dict,
     num_points: int = 100_000,
     num_views: int = 9,
     hw: tuple[int, int] = (44, 80),
@@ -123,52 +139,45 @@ def run_read_comparison(
     threads: int = 0,
     repeats: int = 7,
 ):
-    """Time `read` with today's render_index and with `reference_render_index`, side by side.
+    """Time today's `read` against other read functions of one memory, side by side.
 
-    The two reads alternate (old, new, old, new, ...) so that a change in the machine's load
-    falls on both; each figure is the median of `repeats`. Both readouts must be identical (bit
-    for bit), or this raises. Prints the figures; writes CSV + JSON (with the machine and the
-    load average before and after) to `out_dir`. Returns the result dict.
+    `others` maps a name to a function (mem, cameras) -> Readout (`read_with_render_index`, or
+    a frozen copy of an older read). The reads alternate (name 1, name 2, ..., today, name 1,
+    ...) so that a change in the machine's load falls on all; each figure is the median of
+    `repeats`. All readouts must be identical (bit for bit), or this raises. Prints the figures;
+    writes CSV + JSON (with the machine and the load average before and after) to `out_dir`.
+    Returns the result dict.
     """
-    import mirage.memory.latent as latent
-
     if threads > 0:
         torch.set_num_threads(threads)
     load_before = os.getloadavg()
     mem = _memory_with(num_points, device, hw)
     cams = _look_at_origin_cameras(num_views, *hw).to(device)
-    today = latent.render_index
     sync = torch.cuda.synchronize if mem.device.type == "cuda" else (lambda: None)
+    reads = {**others, "today": lambda m, c: m.read(c)}
 
-    def read_with(fn):  # -> wall seconds, this thread's CPU seconds, readout
-        latent.render_index = fn
-        try:
-            sync()
-            t0, c0 = time.perf_counter(), time.thread_time()
-            out = mem.read(cams)
-            sync()
-            return time.perf_counter() - t0, time.thread_time() - c0, out
-        finally:
-            latent.render_index = today
+    def timed(fn):  # -> wall seconds, this thread's CPU seconds, readout
+        sync()
+        t0, c0 = time.perf_counter(), time.thread_time()
+        out = fn(mem, cams)
+        sync()
+        return time.perf_counter() - t0, time.thread_time() - c0, out
 
-    *_, old = read_with(reference_render_index)  # warm-up, and the readouts to compare
-    *_, new = read_with(today)
-    identical = all(
-        torch.equal(getattr(old, k), getattr(new, k)) for k in ("latents", "mask", "depth")
-    )
-    if not identical:
-        raise AssertionError("today's read differs from the reference read")
-    times = {"reference": [], "today": []}
-    cpu = {"reference": [], "today": []}
+    outs = {name: timed(fn)[2] for name, fn in reads.items()}  # warm-up, and the readouts
+    for name, out in outs.items():
+        for k in ("latents", "mask", "depth"):
+            if not torch.equal(getattr(out, k), getattr(outs["today"], k)):
+                raise AssertionError(f"today's read differs from the {name} read ({k})")
+    times = {name: [] for name in reads}
+    cpu = {name: [] for name in reads}
     for _ in range(repeats):
-        for name, fn in (("reference", reference_render_index), ("today", today)):
-            wall, thread, _ = read_with(fn)
+        for name, fn in reads.items():
+            wall, thread, _ = timed(fn)
             times[name].append(wall)
             cpu[name].append(thread)
     load_after = os.getloadavg()
-    ref_ms = statistics.median(times["reference"]) * 1e3
-    new_ms = statistics.median(times["today"]) * 1e3
-    ref_cpu, new_cpu = (statistics.median(cpu[k]) * 1e3 for k in ("reference", "today"))
+    ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    cpu_ms = {name: statistics.median(t) * 1e3 for name, t in cpu.items()}
     result = {
         "grid": f"{hw[0]}x{hw[1]}",
         "points": num_points,
@@ -176,25 +185,34 @@ def run_read_comparison(
         "device": device,
         "torch_threads": torch.get_num_threads(),
         "repeats": repeats,
-        "reference_read_ms": round(ref_ms, 3),
-        "read_ms": round(new_ms, 3),
-        "speedup": round(ref_ms / new_ms, 3),
+        # the CPU z-buffer of today's read: the compiled loop, or torch ops without a compiler
+        "native_zbuffer": device == "cpu" and native.kernel() is not None,
+        "read_ms": round(ms["today"], 3),
         # CPU time of this thread: what the read costs when the machine's load takes turns
-        "reference_read_cpu_ms": round(ref_cpu, 3),
-        "read_cpu_ms": round(new_cpu, 3),
-        "cpu_speedup": round(ref_cpu / new_cpu, 3),
-        "identical": identical,
-        "load_avg_before": [round(x, 2) for x in load_before],
-        "load_avg_after": [round(x, 2) for x in load_after],
-        "reference_read_ms_all": [round(t * 1e3, 3) for t in times["reference"]],
-        "read_ms_all": [round(t * 1e3, 3) for t in times["today"]],
+        "read_cpu_ms": round(cpu_ms["today"], 3),
     }
+    for name in others:
+        result[f"{name}_read_ms"] = round(ms[name], 3)
+        result[f"{name}_read_cpu_ms"] = round(cpu_ms[name], 3)
+        result[f"speedup_vs_{name}"] = round(ms[name] / ms["today"], 3)
+        result[f"cpu_speedup_vs_{name}"] = round(cpu_ms[name] / cpu_ms["today"], 3)
+    result["identical"] = True
+    result["load_avg_before"] = [round(x, 2) for x in load_before]
+    result["load_avg_after"] = [round(x, 2) for x in load_after]
+    for name, t in times.items():
+        result[f"{'read' if name == 'today' else name + '_read'}_ms_all"] = [
+            round(x * 1e3, 3) for x in t
+        ]
+    versus = ", ".join(
+        f"{name} {ms[name]:.2f} ms ({result[f'speedup_vs_{name}']:.2f}x; thread CPU time "
+        f"{cpu_ms[name]:.2f} ms, {result[f'cpu_speedup_vs_{name}']:.2f}x)"
+        for name in others
+    )
     print(
         f"{result['grid']} {num_points:,} pts {num_views} views, {result['torch_threads']} "
-        f"thread(s): reference {ref_ms:.2f} ms, today {new_ms:.2f} ms (median of {repeats}), "
-        f"{result['speedup']:.2f}x (thread CPU time: {ref_cpu:.2f} vs {new_cpu:.2f} ms, "
-        f"{result['cpu_speedup']:.2f}x), identical readouts; load avg {load_before[0]:.2f} -> "
-        f"{load_after[0]:.2f}"
+        f"thread(s), median of {repeats}: today {ms['today']:.2f} ms (thread CPU time "
+        f"{cpu_ms['today']:.2f} ms); {versus}; identical readouts; load avg "
+        f"{load_before[0]:.2f} -> {load_after[0]:.2f}"
     )
     if out_dir is not None:
         name = (
