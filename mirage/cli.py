@@ -166,6 +166,12 @@ def generate(
     reference_voxel: float = typer.Option(
         0.1, help="Voxel size (world units) of the reference-frame IoU."
     ),
+    cache: str = typer.Option(
+        "off", help="Step cache of the main blocks: off | fbc (First Block Cache; faster, lossy)."
+    ),
+    cache_threshold: float = typer.Option(
+        0.05, help="fbc: skip later blocks when the first block's residual changed less."
+    ),
     seed: int = typer.Option(0, help="Noise seed."),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N."),
     dtype: str = typer.Option("float32", help="Transformer dtype: float32 | bfloat16."),
@@ -195,7 +201,8 @@ def generate(
             chunk_frames=chunk_frames, num_inference_steps=steps, shift=shift,
             guidance_scale=guidance, context_latents=context_latents, memory=memory,
             voxel_size=parse_voxel_size(voxel_size), fusion=fusion, seed=seed,
-            references=references, reference_voxel=reference_voxel,
+            references=references, reference_voxel=reference_voxel, cache=cache,
+            cache_threshold=cache_threshold,
         )  # fmt: skip
         job = GenerateJob(
             model=model_dir, out=out, trajectory=trajectory, frames=frames, fov=fov,

@@ -14,7 +14,10 @@ the mask is a real input (not replaced by a constant).
   first frame and the **preceding-context latents** are simply earlier frames in F with
   timestep 0: they get temporal RoPE positions before the target frames naturally;
 - each side block's hint is added after the main block it sits beside:
-  `x_i = block_i(x_{i-1}) + side_scale * hint_i`.
+  `x_i = block_i(x_{i-1}) + side_scale * hint_i`. The loop runs through `layers`, one
+  parameter-free `MirageLayer` (mirage.models.step_cache) per main block doing exactly that,
+  so diffusers' block caches (`enable_cache`, e.g. First Block Cache) wrap block and hint
+  together and a cached residual includes the hints.
 
 Initialisation (`from_base`): each side block is built on the meta device and receives a
 **copy** of the weights of the main block it sits beside (`load_state_dict(..., assign=True)`;
@@ -51,6 +54,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.transformers.transformer_wan import (
     WanTransformer3DModel,
     WanTransformerBlock,
@@ -60,6 +64,7 @@ from torch.utils.checkpoint import checkpoint
 
 from mirage.atomic import atomic_path
 from mirage.models._checkpoint import fit_problems
+from mirage.models.step_cache import MirageLayer, SideStream
 
 SIDE_CONFIG_KEY = "mirage_side_branch_config"
 PROFILES = ("mirage", "official", "spatia")
@@ -132,7 +137,7 @@ def side_layer_indices(num_layers: int, side_every: int) -> list[int]:
     return list(range(0, num_layers, side_every))
 
 
-class MirageTransformer(nn.Module):
+class MirageTransformer(nn.Module, CacheMixin):
     """Base Wan DiT + memory side branch. Build with `MirageTransformer.from_base(base)`."""
 
     def __init__(self, base: WanTransformer3DModel, side_every: int = 2, profile: str = "mirage"):
@@ -180,6 +185,10 @@ class MirageTransformer(nn.Module):
                 for j in range(len(layers))
             )
         self._side_of_layer = {i: j for j, i in enumerate(layers)}
+        # main block i + its hint as one module, what block caches hook (no parameters)
+        self.layers = nn.ModuleList(
+            MirageLayer(self, i, self._side_of_layer.get(i)) for i in range(cfg.num_layers)
+        )
         self.gradient_checkpointing = False
         # where context parallelism splits the main and the side tokens (no parameters)
         self.tokens, self.side_tokens = SequenceSplit(), SequenceSplit()
@@ -422,26 +431,22 @@ class MirageTransformer(nn.Module):
         rotary_emb = tuple(rope)
 
         # 3. side-branch input (the profile's), over the tokens after the references
-        c, x0, side_t, side_rope = None, x[:, R:], tproj, rotary_emb
+        side = None
         if readout is not None:
             r = readout.to(self.side_patch_embedding.weight.dtype)
             c = self.side_patch_embedding(r).flatten(2).transpose(1, 2).contiguous()  # [B,S-R,D]
-            c = self.side_tokens(c)
+            side_t, side_rope = tproj, rotary_emb
             if R:
                 side_t = tproj[:, R:] if tproj.ndim == 4 else tproj
                 side_rope = tuple(f[:, R:] for f in rotary_emb)
+            side = SideStream(
+                c=self.side_tokens(c), x0=x[:, R:], ctx=ctx, temb=side_t, rope=side_rope,
+                num_ref_tokens=R, scale=side_scale, run=self._run,
+            )  # fmt: skip
 
         # 4. main blocks, each side block's hint added after the block it sits beside
-        for i, block in enumerate(base.blocks):
-            hint = None
-            j = self._side_of_layer.get(i)
-            if c is not None and j is not None:
-                hint, c = self._run(self.side_blocks[j], x0, ctx, c, side_t, side_rope)
-            x = self._run(block, x, ctx, tproj, rotary_emb)
-            if hint is not None and R:
-                x = torch.cat([x[:, :R], x[:, R:] + hint * side_scale], dim=1)
-            elif hint is not None:
-                x = x + hint * side_scale
+        for layer in self.layers:
+            x = layer(x, ctx, tproj, rotary_emb, side)
 
         # 5. output norm, projection and unpatchify (as the base model)
         if temb.ndim == 3:  # [B,S,D]

@@ -8,6 +8,7 @@ import torch
 
 from mirage.memory import FOOTPRINT, MEMORY_KINDS
 from mirage.memory.latent import FUSION_MODES
+from mirage.models.step_cache import cache_config
 from mirage.pipeline.chunks import check_context
 
 REFERENCES = ("auto", "on", "off")  # when reference frames are retrieved
@@ -36,6 +37,11 @@ class GenerationConfig:
     max_references: int = 4  # the official inference's max_reference_frames
     reference_iou: float = 0.04  # voxel IoU a past latent needs (the official threshold)
     reference_voxel: float = 0.1  # world units of the IoU voxels (official: 10 cm, metric)
+    # Step cache of the main blocks while a chunk denoises (not in the paper): "off", or
+    # "fbc" (diffusers' First Block Cache: later blocks skipped on a step whose first-block
+    # residual changed by less than cache_threshold, relative). docs/models.md has the cost.
+    cache: str = "off"
+    cache_threshold: float = 0.05
 
     def __post_init__(self):
         check_context(self.context_latents, self.chunk_frames)
@@ -62,6 +68,7 @@ class GenerationConfig:
             raise ValueError(f"`reference_iou` must be in [0, 1], got {self.reference_iou}")
         if not self.reference_voxel > 0:
             raise ValueError(f"`reference_voxel` must be > 0, got {self.reference_voxel}")
+        cache_config(self.cache, self.cache_threshold)  # checks both
         if not isinstance(getattr(torch, self.memory_dtype, None), torch.dtype):
             raise ValueError(f"`memory_dtype` must name a torch dtype, got {self.memory_dtype!r}")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
 from tqdm.auto import tqdm
 
+from mirage.models.step_cache import step_cache
 from mirage.pipeline.conditioning import slot_timesteps
 
 
@@ -26,6 +28,8 @@ def sample_chunk(
     *,
     after: torch.Tensor | None = None,  # [Fa,C,h,w] clean slots after the targets (official)
     num_ref: int = 0,  # the first num_ref slots of `clean` are retrieved references
+    cache: str = "off",  # step cache of the main blocks (mirage.models.step_cache.CACHE_MODES)
+    cache_threshold: float = 0.05,  # its threshold (First Block Cache: relative residual change)
 ) -> torch.Tensor:  # -> [Ft,C,h,w] denoised target latents (float32)
     sched = copy.deepcopy(scheduler)  # UniPC keeps solver history: one fresh copy per chunk
     sched.set_timesteps(num_steps, device=noise.device)
@@ -35,19 +39,22 @@ def sample_chunk(
     Fa = sum(len(a) for a in tail)
     readout = None if condition is None else condition[None].to(dtype)  # [1,Cin,F-R,h,w]
     x = noise.float() * getattr(sched, "init_noise_sigma", 1.0)
-    for t in tqdm(sched.timesteps, desc="denoise", leave=False, disable=not progress):
-        latents = torch.cat([clean.float(), x, *tail]).permute(1, 0, 2, 3)[None].to(dtype)
-        timestep = slot_timesteps(Fc, Ft, t, noise.device, Fa)[None]  # [1,F]
-        args = (latents, timestep, readout, side_scale, Fc, Ft, num_ref)
-        v = _velocity(transformer, text, *args)
-        if guidance_scale > 1.0:
-            v_null = _velocity(transformer, null_text, *args)
-            v = v_null + guidance_scale * (v - v_null)
-        x = sched.step(v, t, x).prev_sample
+    with step_cache(transformer, cache, cache_threshold):  # fresh per chunk, off after it
+        for t in tqdm(sched.timesteps, desc="denoise", leave=False, disable=not progress):
+            latents = torch.cat([clean.float(), x, *tail]).permute(1, 0, 2, 3)[None].to(dtype)
+            timestep = slot_timesteps(Fc, Ft, t, noise.device, Fa)[None]  # [1,F]
+            args = (latents, timestep, readout, side_scale, Fc, Ft, num_ref)
+            v = _velocity(transformer, "cond", text, *args)
+            if guidance_scale > 1.0:
+                v_null = _velocity(transformer, "uncond", null_text, *args)
+                v = v_null + guidance_scale * (v - v_null)
+            x = sched.step(v, t, x).prev_sample
     return x
 
 
-def _velocity(transformer, text, latents, timestep, readout, side_scale, Fc, Ft, num_ref):
+def _velocity(transformer, name, text, latents, timestep, readout, side_scale, Fc, Ft, num_ref):
     kw = {"side_scale": side_scale} | ({"num_ref": num_ref} if num_ref else {})
-    out = transformer(latents, timestep, text.to(latents.dtype), readout, **kw)
+    cached = getattr(transformer, "is_cache_enabled", False)  # cond / uncond: own residuals
+    with transformer.cache_context(name) if cached else contextlib.nullcontext():
+        out = transformer(latents, timestep, text.to(latents.dtype), readout, **kw)
     return out[0, :, Fc : Fc + Ft].permute(1, 0, 2, 3).float()  # [Ft,C,h,w]

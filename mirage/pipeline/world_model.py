@@ -277,6 +277,7 @@ class MiragePipeline:
                 self.transformer, state.scheduler, inputs.clean, noise.to(dev), state.text,
                 inputs.condition, cfg.num_inference_steps, cfg.guidance_scale, null_text,
                 cfg.side_scale, progress, after=inputs.after, num_ref=inputs.num_ref,
+                cache=cfg.cache, cache_threshold=cfg.cache_threshold,
             )  # fmt: skip
         # 3. decode the chunk (slot 0 decodes to the given first frame)
         latents = torch.cat([first, targets])
