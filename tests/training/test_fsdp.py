@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from mirage.training.config import TrainConfig, lr_at
 from mirage.training.flow import flow_matching_loss
 from mirage.training.samples import ShardDataset, StepBatches, collate
-from mirage.training.train import _step_generator, build_model
+from mirage.training.train import _step_generator, build_model, train
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("fsdp_worker.py")
@@ -134,3 +134,13 @@ def test_fsdp_checkpoint_resume_equals_ddp_and_one_process(shards, tmp_path):
         "moved": moved,  # measured (CPU, FSDP1): 0.0, 4.7e-6, 0.0; moved 9.3e-3
     }
     print("max |diff| of the exported side branch:", diffs)
+
+
+def test_fsdp_asked_for_but_not_set_up_is_refused(shards, tmp_path, monkeypatch):
+    # what torchrun + ACCELERATE_USE_CPU + the FSDP variables give without the bypass (or one
+    # process): accelerate sets up no FSDP; training would quietly be unsharded
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_SYNC_MODULE_STATES", "false")
+    cfg = TrainConfig(data=str(shards), out=str(tmp_path), stage=1, max_steps=1, progress=False)
+    with pytest.raises(ValueError, match="accelerate runs FSDP only on accelerators"):
+        train(cfg)
