@@ -36,6 +36,23 @@ def test_shipped_folder_is_complete_and_small():
     assert vae_cfg["latents_std"] != [1.0] * vae_cfg["z_dim"]
 
 
+def test_shipped_weights_are_the_ones_the_card_describes():
+    """Every weight file's SHA-256 is recorded in mirage.json and quoted in MODEL_CARD.md, and
+    no recorded file is missing: the card cannot describe other weights than the shipped."""
+    import hashlib
+
+    recorded = json.loads((DEFAULT_MODEL / "mirage.json").read_text())["sha256"]
+    card = (DEFAULT_MODEL / "MODEL_CARD.md").read_text()
+    shipped = {
+        f.relative_to(DEFAULT_MODEL).as_posix(): f for f in DEFAULT_MODEL.rglob("*.safetensors")
+    }
+    assert set(recorded) == set(shipped)
+    for name, path in shipped.items():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert recorded[name] == digest, name
+        assert digest in card, f"MODEL_CARD.md does not quote the SHA-256 of {name}"
+
+
 @pytest.fixture(scope="module")
 def heldout():
     """A fixed held-out scene, its 17-frame loop (2 chunks of 9) and the pipeline."""
