@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -187,7 +188,8 @@ def main(argv=None) -> None:
 
     by_kind = {k: means(rows, None if k == "all" else k) for k in ("all", "indoor", "outdoor")}
     summary = {
-        "command": "python benchmarks/tiny_quality.py " + " ".join(argv or []),
+        "command": "python benchmarks/tiny_quality.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "model": str(model),
         "supersample": ss,
         "scenes": [list(s) for s in scenes],
