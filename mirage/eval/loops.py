@@ -9,6 +9,7 @@ generated at the same pose on the way out).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
@@ -156,6 +157,8 @@ def run_loop(pipe, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, see
         metrics["seconds"] = seconds
         metrics["seconds_total"] = wall
         metrics["cache_mib_per_chunk"] = [t["cache_bytes"] / 2**20 for t in result.timings]
+        branch = result.metadata.get("branch")  # the side-branch file this mode ran with
+        metrics["side_branch"] = None if branch is None else Path(branch).name
         entry = {"frames": result.frames, "metrics": metrics}
         if mode != "none":
             alone = readout_alone(result, pipe.vae, gt)
