@@ -125,14 +125,16 @@ class ExploreSession:
 
     def _copy_state(self):
         """A deep copy of the chunk state; the pipeline (which an RGB cache's encoder is bound
-        to) and the scheduler are shared, not copied."""
+        to), its VAE (which the conditioner encodes with) and the scheduler are shared."""
         keep = {id(self.pipeline): self.pipeline, id(self.state.scheduler): self.state.scheduler}
+        keep[id(self.pipeline.vae)] = self.pipeline.vae
         generator = torch.Generator()
         generator.set_state(self.state.generator.get_state())
         keep[id(self.state.generator)] = generator
         return replace(
-            self.state, memory=copy.deepcopy(self.state.memory, keep), generator=generator
-        )
+            self.state, memory=copy.deepcopy(self.state.memory, keep), generator=generator,
+            conditioner=copy.deepcopy(self.state.conditioner, keep),  # references, last slots
+        )  # fmt: skip
 
     # --- actions -------------------------------------------------------------------------
 

@@ -165,3 +165,20 @@ def test_save_writes_files_and_the_trajectory_reloads_into_mirage_generate(tiny,
     assert result.exit_code == 0, result.output
     assert (tmp_path / "gen" / "video.mp4").is_file()
     assert len(list((tmp_path / "gen" / "frames").iterdir())) == len(s.frames)
+
+
+def test_undo_restores_the_reference_bank_so_a_redo_repeats_the_chunk(tiny):
+    """With references on, undo must also restore what the conditioner retrieved from (its
+    bank of written latents and the last chunk's slots), not only the memory."""
+    from dataclasses import replace
+
+    s = _session(tiny)
+    s.config = replace(s.config, references="on")
+    s.reset()
+    s.move(Move("D", 0.3, 15.0))
+    s.move(Move("A", 0.3, 15.0))
+    first = s.move(Move("A", 0.3, 15.0)).frames
+    assert s.undo() and s.undo()
+    s.move(Move("A", 0.3, 15.0))
+    again = s.move(Move("A", 0.3, 15.0)).frames
+    assert torch.equal(again, first)
