@@ -2,9 +2,10 @@
 # mirage-tiny v2 from scratch on a 2-core CPU, one torch thread per job (about 4 hours):
 #   1. the VAE (encoder + decoder), 2. in parallel: the DiT + side branch on that encoder's
 #   latents, and the decoder alone fine-tuned on whole 9-frame clips (the encoder stays
-#   frozen, so the DiT's shards stay valid), 3. the model folder, 4. the RGB-memory side
-#   branch (the paper's explicit-RGB ablation: the latent branch fine-tuned on RGB-cache
-#   readouts, base frozen) added to it, with every weight file's SHA-256 recorded.
+#   frozen, so the DiT's shards stay valid), 3. the model folder, 4. in parallel, the side
+#   branch fine-tuned alone on latent readouts and, with the same budget, on RGB-cache
+#   readouts (the paper's explicit-RGB ablation), both put into the folder with every weight
+#   file's SHA-256 recorded.
 # Every step resumes from its newest checkpoint: run the same command again after an
 # interruption. Usage: scripts/reproduce_mirage_tiny.sh [WORK_DIR]
 set -euo pipefail
@@ -30,12 +31,17 @@ wait $dec
 # 3. the model folder: fine-tuned decoder (same encoder) + DiT + side branch
 "$PY" scripts/assemble_mirage_tiny.py --vae "$W/decoder/vae" --transformer "$W/train/stage0" \
     --out "$W/mirage-tiny" --supersample 2
-# 4. RGB-memory side branch: stage 1 (side branch only) from the latent branch, renders of the
-#    RGB point cache encoded by the model's VAE (the shards keep their frames)
-"$PY" -m mirage train --data "$W/shards" --out "$W/rgb/stage1" --stage 1 \
-    --transformer "$W/mirage-tiny" --side-branch "$W/mirage-tiny/side_branch.safetensors" \
-    --memory rgb --vae "$W/mirage-tiny/vae" --steps 1200 --batch-size 8 --lr 2e-4 \
-    --schedule cosine --warmup 50 --checkpoint-every 100 --resume latest --threads 1 \
-    --mixed-precision no > "$W/rgb.log" 2>&1
-"$PY" scripts/add_rgb_branch.py --model "$W/mirage-tiny" --branch "$W/rgb/stage1"
+# 4. both side branches fine-tuned alone (stage 1, base frozen) with equal budgets: on latent
+#    readouts, and on RGB-cache renders encoded by the model's VAE (the shards keep their frames)
+for memory in latent rgb; do
+    vae=(); [[ $memory == rgb ]] && vae=(--vae "$W/mirage-tiny/vae")
+    "$PY" -m mirage train --data "$W/shards" --out "$W/$memory/stage1" --stage 1 \
+        --transformer "$W/mirage-tiny" --side-branch "$W/mirage-tiny/side_branch.safetensors" \
+        --memory $memory "${vae[@]}" --steps 1200 --batch-size 8 --lr 2e-4 --schedule cosine \
+        --warmup 50 --checkpoint-every 100 --resume latest --threads 1 --mixed-precision no \
+        > "$W/$memory.log" 2>&1 &
+done
+wait
+"$PY" scripts/add_side_branches.py --model "$W/mirage-tiny" --latent "$W/latent/stage1" \
+    --rgb "$W/rgb/stage1"
 echo "wrote $W/mirage-tiny; score it: $PY benchmarks/tiny_quality.py --model $W/mirage-tiny"

@@ -1,0 +1,73 @@
+"""Put trained side branches into a model folder and record every weight file's SHA-256.
+
+    python scripts/add_side_branches.py --model mirage/assets/mirage-tiny \
+        --latent out/tiny-v2-lat1/stage1 --rgb out/tiny-v2-rgb/stage1
+
+`--latent` / `--rgb` are `mirage train` export folders (side_branch.safetensors +
+metadata.json) trained with `--memory latent` / `--memory rgb`, each with the configuration of
+the folder's own side branch. The latent one replaces `side_branch.safetensors`; the rgb one
+becomes `side_branch_rgb.safetensors`, which `build_pipeline` swaps in for generations with
+memory "rgb". mirage.json gains `side_branch` / `side_branch_rgb` (their training metadata)
+and `sha256` (every .safetensors file of the folder; the model card quotes them and a test
+checks them). With neither, only the hashes are refreshed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+
+def weight_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every .safetensors file under `folder`, by relative path."""
+    out = {}
+    for f in sorted(folder.rglob("*.safetensors")):
+        out[f.relative_to(folder).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def _put(model: Path, src: Path, memory: str, name: str) -> dict:
+    """Copy the export's branch to model/name (atomically) after checking what it was trained
+    on and its configuration; returns its training metadata."""
+    from mirage.atomic import atomic_path
+    from mirage.models.transformer import read_side_config
+    from mirage.pipeline.loading import SIDE_BRANCH_FILE
+
+    meta = json.loads((src / "metadata.json").read_text())
+    if meta["config"].get("memory", "latent") != memory:
+        raise SystemExit(f"{src} was trained with memory {meta['config'].get('memory')!r}")
+    new, own = read_side_config(src / SIDE_BRANCH_FILE), read_side_config(model / SIDE_BRANCH_FILE)
+    if new != own:
+        raise SystemExit(f"{src} has another side-branch configuration than {model}")
+    with atomic_path(model / name) as tmp:
+        shutil.copy(src / SIDE_BRANCH_FILE, tmp)
+    return meta
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="model folder (mirage.json, side branch)")
+    p.add_argument("--latent", default=None, help="`mirage train --memory latent` export")
+    p.add_argument("--rgb", default=None, help="`mirage train --memory rgb` export folder")
+    args = p.parse_args(argv)
+
+    from mirage.atomic import write_json
+    from mirage.pipeline.loading import RGB_SIDE_BRANCH_FILE, SIDE_BRANCH_FILE
+
+    model = Path(args.model)
+    info = json.loads((model / "mirage.json").read_text())
+    if args.latent is not None:
+        info["side_branch"] = _put(model, Path(args.latent), "latent", SIDE_BRANCH_FILE)
+    if args.rgb is not None:
+        info["side_branch_rgb"] = _put(model, Path(args.rgb), "rgb", RGB_SIDE_BRANCH_FILE)
+    info["sha256"] = weight_hashes(model)
+    write_json(model / "mirage.json", info)
+    for name, digest in info["sha256"].items():
+        print(f"{digest}  {name}")
+
+
+if __name__ == "__main__":
+    main()
