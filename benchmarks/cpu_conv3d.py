@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def main(argv=None) -> None:
             raise SystemExit(f"{name}: the two paths differ by {diff:.2e}")
     machine = describe_machine("cpu")
     machine["torch_threads"] = torch.get_num_threads()
-    machine["command"] = "python benchmarks/cpu_conv3d.py " + " ".join(argv or [])
+    used = sys.argv[1:] if argv is None else argv
+    machine["command"] = " ".join(["python benchmarks/cpu_conv3d.py", *used])
     machine["setup"] = f"{model.name}: 64x64, chunks of 9; median of {args.repeats}, alternating"
     write_rows(rows, Path(args.out), machine)
 

@@ -158,7 +158,7 @@ def generate(
     context_latents: int = typer.Option(2, help="Previous-chunk latents as context (0..k)."),
     voxel_size: str = typer.Option("footprint", help=VOXEL_HELP),
     fusion: str = typer.Option(
-        "latest", help="How a stored surface takes a new view: latest | mean."
+        "mean", help="How a stored surface takes a new view: mean | latest."
     ),
     references: str = typer.Option(
         "auto", help="Past latents as reference slots: auto (on for official branches) | on | off."
@@ -276,6 +276,9 @@ def train(
         "(renders encoded by --vae; shards preprocessed with --keep-frames) [latent].",
     ),
     vae: Path = typer.Option(None, help="VAE folder that encodes RGB renders (--memory rgb)."),
+    fusion: str = typer.Option(
+        None, help="Latent-memory fusion of the readouts: mean | latest (as generation) [mean]."
+    ),
     steps: int = typer.Option(None, help="Optimizer steps [10000]."),
     batch_size: int = typer.Option(None, help="Samples per process per step [1]."),
     lr: float = typer.Option(None, help="Peak learning rate [1e-5]."),

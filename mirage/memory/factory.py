@@ -22,7 +22,7 @@ def make_memory(
     voxel_size: float | str | None = "footprint",
     dtype: torch.dtype = torch.bfloat16,
     device: str | torch.device = "cpu",
-    fusion: str = "latest",
+    fusion: str = "mean",
 ):
     """A new, empty memory of `kind` ("latent", "rgb" or "none").
 

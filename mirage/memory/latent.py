@@ -60,9 +60,9 @@ class LatentSpatialMemory:
         dtype: storage dtype of the latents (bf16 halves the cache; reads return this dtype).
         device: where the points live and where reads run.
         fusion: how a voxel already holding a point takes a new observation of the same
-            surface: "latest" (the new point replaces the old: the newest frames were
-            generated with the memory in view, so they are the most consistent view) or
-            "mean" (running mean of positions and latents, accumulated in float32).
+            surface: "mean" (running mean of positions and latents, accumulated in float32:
+            the default, it reads back cleaner, docs/memory.md) or "latest" (the new
+            observation replaces the old).
 
     Fusion is decided by what the observing view sees, so a farther surface never replaces a
     nearer one:
@@ -88,7 +88,7 @@ class LatentSpatialMemory:
         voxel_size: float | str | None = None,
         dtype: torch.dtype = torch.bfloat16,
         device: str | torch.device = "cpu",
-        fusion: str = "latest",
+        fusion: str = "mean",
     ):
         if int(channels) != channels or channels <= 0:
             raise ValueError(f"`channels` must be a positive integer, got {channels}")
@@ -106,8 +106,10 @@ class LatentSpatialMemory:
         self.positions = torch.zeros(0, 3, device=self.device)  # [N,3] float32 world points
         self.features = torch.zeros(0, self.channels, dtype=dtype, device=self.device)  # [N,C]
         self.counts = torch.zeros(0, dtype=torch.int32, device=self.device)  # [N] observations
-        # mean fusion: the float32 running mean the stored features round (bf16 alone stalls)
-        self.means = torch.zeros(0, self.channels, device=self.device) if fusion == "mean" else None
+        # mean fusion: the float32 running mean the stored features round (bf16 alone stalls);
+        # appending (voxel_size None) never fuses, so it keeps none
+        fused_mean = fusion == "mean" and self.voxel_size is not None
+        self.means = torch.zeros(0, self.channels, device=self.device) if fused_mean else None
         self.latent_hw: tuple[int, int] | None = None  # grid of the first insert: read default
         self._voxels = VoxelIndex(torch.zeros(0, dtype=torch.long, device=self.device))
 

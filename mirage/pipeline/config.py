@@ -25,7 +25,7 @@ class GenerationConfig:
     context_latents: int = 2  # latents of the previous chunk carried as clean context (0..k)
     memory: str = "latent"  # "latent" (ours), "rgb" (point-cloud render + VAE), "none"
     voxel_size: float | str | None = FOOTPRINT  # "footprint" (bounded), world units, None
-    fusion: str = "latest"  # how a stored surface takes a new observation: latest | mean
+    fusion: str = "mean"  # how a stored surface takes a new observation: latest | mean
     memory_dtype: str = "bfloat16"  # storage dtype of the latent memory
     side_scale: float = 1.0  # weight of the side-branch hints
     seed: int = 0  # noise seed: same seed, same video on the same device

@@ -30,7 +30,7 @@ class TrainConfig:
     # data (must match generation: context latents and memory settings)
     context_latents: int = 2  # clean latents of the previous chunk in front of the first frame
     voxel_size: float | str | None = "footprint"  # memory fusion (generation default)
-    fusion: str = "latest"  # memory fusion mode (generation default)
+    fusion: str = "mean"  # memory fusion mode (generation default)
     memory_dtype: str = "bfloat16"  # storage dtype of the memory (generation default)
     memory: str = "latent"  # readouts from "latent" memory or the "rgb" point cache (the
     # paper's explicit-RGB ablation: renders encoded by `vae`; shards need `keep_frames`)

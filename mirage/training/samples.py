@@ -41,7 +41,7 @@ def chunk_sample(
     context_latents: int = 2,
     voxel_size: float | str | None = FOOTPRINT,
     memory_dtype: torch.dtype = torch.bfloat16,
-    fusion: str = "latest",
+    fusion: str = "mean",
     memory_kind: str = "latent",
     encode=None,
 ) -> dict:
@@ -116,7 +116,7 @@ class ShardDataset(Dataset):
         context_latents: int = 2,
         voxel_size: float | str | None = FOOTPRINT,
         memory_dtype: torch.dtype = torch.bfloat16,
-        fusion: str = "latest",
+        fusion: str = "mean",
         cache_shards: int = 8,
         memory_kind: str = "latent",
         encode=None,

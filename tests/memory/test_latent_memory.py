@@ -8,7 +8,7 @@ import torch
 from camera_factory import intrinsics, pose, random_cameras, rotation
 
 from mirage.geometry import Cameras
-from mirage.memory import LatentSpatialMemory
+from mirage.memory import FOOTPRINT, LatentSpatialMemory
 from mirage.memory.pooling import _pool_depth
 
 C, s, h, w = 6, 4, 6, 10
@@ -137,7 +137,7 @@ def test_fusion_latest_wins_and_mean_averages():
     cam = Cameras(K, torch.eye(4), H, W)
     depth = torch.full((1, H, W), 2.0)
     a, b = torch.zeros(1, C, h, w), torch.ones(1, C, h, w)
-    latest = LatentSpatialMemory(C, voxel_size=0.01, dtype=torch.float32)
+    latest = LatentSpatialMemory(C, voxel_size=0.01, dtype=torch.float32, fusion="latest")
     mean = LatentSpatialMemory(C, voxel_size=0.01, dtype=torch.float32, fusion="mean")
     for mem in (latest, mean):
         mem.insert(a, depth, cam)
@@ -197,9 +197,14 @@ def test_footprint_fusion_revisit_adds_nothing_and_read_is_unchanged(gen):
 
 def test_nbytes_counts_positions_and_stored_latents(gen):
     latents, depth, cams = _observation(gen)
-    mem = LatentSpatialMemory(C, dtype=torch.bfloat16)
+    mem = LatentSpatialMemory(C, dtype=torch.bfloat16)  # appending: no running means
     n = mem.insert(latents, depth, cams)
     assert mem.nbytes == n * (3 * 4 + C * 2)
+    # fused means keep a float32 copy of every latent, and it counts
+    for fusion, per_point in (("mean", 3 * 4 + C * 2 + C * 4), ("latest", 3 * 4 + C * 2)):
+        mem = LatentSpatialMemory(C, voxel_size=FOOTPRINT, dtype=torch.bfloat16, fusion=fusion)
+        n = mem.insert(latents, depth, cams)
+        assert mem.nbytes == n * per_point
 
 
 def test_save_load_round_trip_and_refusals(gen, tmp_path):
