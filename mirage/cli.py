@@ -160,6 +160,9 @@ def generate(
     fusion: str = typer.Option(
         "mean", help="How a stored surface takes a new view: mean | latest."
     ),
+    subcells: int = typer.Option(
+        2, help="Latent-memory sub-cells per cell side, averaged on read (1: one point per cell)."
+    ),
     references: str = typer.Option(
         "auto", help="Past latents as reference slots: auto (on for official branches) | on | off."
     ),
@@ -200,7 +203,7 @@ def generate(
         config = GenerationConfig(
             chunk_frames=chunk_frames, num_inference_steps=steps, shift=shift,
             guidance_scale=guidance, context_latents=context_latents, memory=memory,
-            voxel_size=parse_voxel_size(voxel_size), fusion=fusion, seed=seed,
+            voxel_size=parse_voxel_size(voxel_size), fusion=fusion, subcells=subcells, seed=seed,
             references=references, reference_voxel=reference_voxel, cache=cache,
             cache_threshold=cache_threshold,
         )  # fmt: skip
@@ -278,6 +281,9 @@ def train(
     vae: Path = typer.Option(None, help="VAE folder that encodes RGB renders (--memory rgb)."),
     fusion: str = typer.Option(
         None, help="Latent-memory fusion of the readouts: mean | latest (as generation) [mean]."
+    ),
+    subcells: int = typer.Option(
+        None, help="Latent-memory sub-cells per cell side of the readouts (as generation) [2]."
     ),
     steps: int = typer.Option(None, help="Optimizer steps [10000]."),
     batch_size: int = typer.Option(None, help="Samples per process per step [1]."),

@@ -23,15 +23,18 @@ def make_memory(
     dtype: torch.dtype = torch.bfloat16,
     device: str | torch.device = "cpu",
     fusion: str = "mean",
+    subcells: int = 1,
 ):
     """A new, empty memory of `kind` ("latent", "rgb" or "none").
 
     `channels` is the latent width C (every kind reads C-channel readouts); `encode` (frames
-    -> latents, the VAE) is what the RGB cache encodes its renders with; `voxel_size`, `dtype`
-    and `fusion` configure the latent memory.
+    -> latents, the VAE) is what the RGB cache encodes its renders with; `voxel_size`, `dtype`,
+    `fusion` and `subcells` configure the latent memory.
     """
     if kind == "latent":
-        return LatentSpatialMemory(channels, voxel_size, dtype=dtype, device=device, fusion=fusion)
+        return LatentSpatialMemory(
+            channels, voxel_size, dtype=dtype, device=device, fusion=fusion, subcells=subcells
+        )
     if kind == "rgb":
         if encode is None:
             raise ValueError("an 'rgb' memory needs `encode` (the VAE's frames -> latents)")

@@ -4,6 +4,11 @@ Each valid latent cell of an observed frame becomes one world-space point carryi
 latent. Reading projects every point into T target cameras at latent resolution and keeps
 the frontmost per cell (exact z-buffer of `mirage.geometry.zbuffer`). Nothing is rendered in
 pixel space and nothing is re-encoded.
+
+With `subcells` r > 1 a point also keeps the r x r sub-cell centres of its cell, lifted at
+their own depth, and a read z-buffers those on an r-times finer grid, then averages the
+latents of each cell's visible sub-cells: the cell a target view sees takes the points that
+cover it in proportion to their area, instead of the one whose centre lands in it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from mirage.memory.pooling import check_observation, grid_factor, pool_depth
 from mirage.memory.tensors import check_finite, load_tensors
 
 FORMAT = "mirage.latent_spatial_memory"
-VERSION = 2  # 2 adds the float32 running means of mean fusion
+VERSION = 3  # 2 adds the float32 running means of mean fusion, 3 the sub-cell points
 FUSION_MODES = ("latest", "mean")
 # An observation is the same surface as a stored point when their depths in the observing
 # view differ by at most this fraction of the voxel edge (fixed voxels) ...
@@ -42,6 +47,11 @@ SAME_SURFACE_DEPTH = 0.2
 # An empty cell where at least this share of its neighbours in the image show a stored surface
 # at the new observation's depth is a gap between resampled points, not unseen space.
 GAP_NEIGHBOURS = 0.5
+
+
+def check_subcells(subcells) -> None:
+    if isinstance(subcells, bool) or not isinstance(subcells, int) or subcells < 1:
+        raise ValueError(f"`subcells` must be a positive integer, got {subcells!r}")
 
 
 def _positive(x) -> bool:
@@ -89,6 +99,7 @@ class LatentSpatialMemory:
         dtype: torch.dtype = torch.bfloat16,
         device: str | torch.device = "cpu",
         fusion: str = "mean",
+        subcells: int = 1,
     ):
         if int(channels) != channels or channels <= 0:
             raise ValueError(f"`channels` must be a positive integer, got {channels}")
@@ -98,6 +109,8 @@ class LatentSpatialMemory:
             )
         if fusion not in FUSION_MODES:
             raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {fusion!r}")
+        check_subcells(subcells)
+        self.subcells = subcells
         self.channels = int(channels)
         self.voxel_size = voxel_size if voxel_size in (None, FOOTPRINT) else float(voxel_size)
         self.dtype = dtype
@@ -110,6 +123,9 @@ class LatentSpatialMemory:
         # appending (voxel_size None) never fuses, so it keeps none
         fused_mean = fusion == "mean" and self.voxel_size is not None
         self.means = torch.zeros(0, self.channels, device=self.device) if fused_mean else None
+        # sub-cells: [N, r*r, 3] float32 world points of each point's r x r sub-cell centres
+        subs = torch.zeros(0, subcells**2, 3, device=self.device)
+        self.subpoints = subs if subcells > 1 else None
         self.latent_hw: tuple[int, int] | None = None  # grid of the first insert: read default
         self._voxels = VoxelIndex(torch.zeros(0, dtype=torch.long, device=self.device))
 
@@ -122,13 +138,14 @@ class LatentSpatialMemory:
     @property
     def nbytes(self) -> int:
         """Bytes of the cache as stored: positions (float32) + latents (+ float32 means)."""
-        extra = 0 if self.means is None else self.means.nbytes
+        extra = sum(t.nbytes for t in (self.means, self.subpoints) if t is not None)
         return self.positions.nbytes + self.features.nbytes + extra
 
     def __repr__(self) -> str:
         return (
             f"LatentSpatialMemory(points={self.num_points}, channels={self.channels}, "
-            f"voxel_size={self.voxel_size}, dtype={self.dtype}, device={self.device})"
+            f"voxel_size={self.voxel_size}, subcells={self.subcells}, dtype={self.dtype}, "
+            f"device={self.device})"
         )
 
     # --- write --------------------------------------------------------------------------
@@ -160,6 +177,10 @@ class LatentSpatialMemory:
         if len(depth) != T:
             raise ValueError(f"`depth` must hold {T} frames like `latents`, got {len(depth)}")
         s = grid_factor(depth.shape[1], depth.shape[2], h, w)
+        if s % self.subcells:
+            raise ValueError(
+                f"`subcells` {self.subcells} must divide the latent cell's {s} pixels per side"
+            )
         if not torch.isfinite(latents).all():
             raise ValueError("`latents` must be finite")
 
@@ -174,20 +195,27 @@ class LatentSpatialMemory:
         points = unproject(uv, z, cams.K, cams.c2w)  # [T,hw,3]
         feats = latents.to(dev).permute(0, 2, 3, 1).reshape(T, h * w, C)
         valid = valid.reshape(T, h * w)
+        subs = None
+        if self.subcells > 1:
+            ex = None if exclude is None else exclude.to(dev)
+            subs = _subcell_points(depth.to(dev), cell_depth, ex, cameras.to(dev), s, self.subcells)
         if self.latent_hw is None:
             self.latent_hw = (h, w)
         # 2. append the valid ones, or fuse them into voxels view by view
         if self.voxel_size is None:
-            return self._append(points[valid], feats[valid])
+            return self._append(points[valid], feats[valid], None if subs is None else subs[valid])
         fuse = self._fuse_in_view if self.voxel_size == FOOTPRINT else self._fuse_in_voxels
         added = 0
         for t in range(T):  # in order: each view decides against what the earlier ones stored
             cells = valid[t].nonzero().flatten()
-            added += fuse(points[t][cells], feats[t][cells], z[t][cells], cams[t], cells)
+            sub = None if subs is None else subs[t][cells]
+            added += fuse(points[t][cells], feats[t][cells], z[t][cells], cams[t], cells, sub)
         return added
 
-    def _append(self, points: torch.Tensor, feats: torch.Tensor) -> int:
+    def _append(self, points: torch.Tensor, feats: torch.Tensor, subs=None) -> int:
         self.positions = torch.cat([self.positions, points])
+        if self.subpoints is not None:
+            self.subpoints = torch.cat([self.subpoints, subs])
         self.features = torch.cat([self.features, feats.to(self.dtype)])
         if self.means is not None:
             self.means = torch.cat([self.means, feats.float()])
@@ -195,14 +223,16 @@ class LatentSpatialMemory:
         self.counts = torch.cat([self.counts, ones])
         return len(points)
 
-    def _fuse_in_view(self, points, feats, z, cam: Cameras, cells) -> int:
+    def _fuse_in_view(self, points, feats, z, cam: Cameras, cells, subs=None) -> int:
         """Fuse one view's valid cells with the points it sees there.
 
-        # points [M,3], feats [M,C], z [M], cells [M] flat cell indices; `cam` at latent size
+        # points [M,3], feats [M,C], z [M], cells [M] flat cell indices, subs [M,r*r,3] | None;
+        `cam` at latent size. A point's sub-cells follow its latent (replaced or averaged with
+        it); its position, what fusion compares, stays.
         """
         h, w = self.latent_hw
         if self.num_points == 0:
-            return self._append(points, feats)
+            return self._append(points, feats, subs)
         index, depth = render_index(self.positions, cam.K, cam.w2c, h, w)
         hit, z_old = index.flatten()[cells], depth.flatten()[cells]
         seen = hit != EMPTY
@@ -212,75 +242,92 @@ class LatentSpatialMemory:
         new = (~seen & ~gap) | (z < z_old - tol)  # unseen space, or the stored point lies behind
         # distinct slots: a z-buffer shows each point in at most one cell of a view
         if self.fusion == "latest":
-            self._overwrite(hit[same], None, feats[same])
+            self._overwrite(hit[same], None, feats[same], subs=_rows(subs, same))
         else:
-            self._fold_mean(hit[same], None, feats[same])
-        return self._append(points[new], feats[new])
+            self._fold_mean(hit[same], None, feats[same], _rows(subs, same))
+        return self._append(points[new], feats[new], _rows(subs, new))
 
-    def _fuse_in_voxels(self, points, feats, z, cam: Cameras, cells) -> int:
-        """Fuse one view's valid cells into fixed voxels.  # points [M,3], feats [M,C], z [M]"""
+    def _fuse_in_voxels(self, points, feats, z, cam: Cameras, cells, subs=None) -> int:
+        """Fuse one view's valid cells into fixed voxels.
+
+        # points [M,3], feats [M,C], z [M], subs [M,r*r,3] | None (they follow the latents)
+        """
         keys = voxel_keys(points, self.voxel_size)
         # 1. one observation per voxel and view: the nearest (a view sees its front surface)
         pick = nearest_of_each_key(keys, z)
         points, feats, z, keys = points[pick], feats[pick], z[pick], keys[pick]
+        subs = _rows(subs, pick)
         slots = self._voxels.lookup(keys)
         new = slots < 0
         # 2. voxels already held: the observing view compares its depths of both points
         old = ~new
         slot, p_new, f_new, z_new = slots[old], points[old], feats[old], z[old]
+        s_new = _rows(subs, old)
         z_old = transform_points(self.positions[slot], cam.w2c)[0, :, 2]
         tol = SAME_SURFACE_VOXEL * self.voxel_size
         nearer = z_new < z_old - tol  # the stored point lies behind what this view sees
         same = (z_new - z_old).abs() <= tol
         if self.fusion == "latest":
             take = nearer | same
-            self._overwrite(slot[take], p_new[take], f_new[take])
+            self._overwrite(slot[take], p_new[take], f_new[take], subs=_rows(s_new, take))
         else:
-            self._overwrite(slot[nearer], p_new[nearer], f_new[nearer], restart=True)
-            self._fold_mean(slot[same], p_new[same], f_new[same])
+            self._overwrite(slot[nearer], p_new[nearer], f_new[nearer], restart=True,
+                            subs=_rows(s_new, nearer))  # fmt: skip
+            self._fold_mean(slot[same], p_new[same], f_new[same], _rows(s_new, same))
         # 3. voxels not seen before
         self._voxels.append(keys[new])
-        return self._append(points[new], feats[new])
+        return self._append(points[new], feats[new], _rows(subs, new))
 
-    def _overwrite(self, slot, points, feats, restart: bool = False) -> None:
+    def _overwrite(self, slot, points, feats, restart: bool = False, subs=None) -> None:
         """The newest observation wins in (distinct) `slot`; `points` None keeps positions.
 
         `restart` starts the running mean over (a nearer surface replaced the stored one).
         """
         if points is not None:
             self.positions[slot] = points
+        if subs is not None:
+            self.subpoints[slot] = subs
         self.features[slot] = feats.to(self.dtype)
         if self.means is not None:
             self.means[slot] = feats.float()
         self.counts[slot] = 1 if restart else self.counts[slot] + 1
 
-    def _fold_mean(self, slot, points, feats) -> None:
+    def _fold_mean(self, slot, points, feats, subs=None) -> None:
         """Running mean in float32 over the observations of (distinct) `slot`."""
         n = (self.counts[slot] + 1).float()[:, None]
         if points is not None:
             self.positions[slot] += (points - self.positions[slot]) / n
+        if subs is not None:
+            self.subpoints[slot] += (subs - self.subpoints[slot]) / n[:, None]
         self.means[slot] += (feats.float() - self.means[slot]) / n
         self.features[slot] = self.means[slot].to(self.dtype)
         self.counts[slot] += 1
 
     # --- read ---------------------------------------------------------------------------
 
-    def _render(self, cameras: Cameras, latent_hw):  # -> index [T,h,w], depth [T,h,w], hw
+    def _render(self, cameras: Cameras, latent_hw):  # -> index [T,H',W'], depth [T,H',W'], hw
+        """The z-buffer at the latent grid, or with sub-cells at the r-times finer grid (the
+        index then counts sub-points: point = index // r**2)."""
         hw = latent_hw or self.latent_hw
         if hw is None:
             raise ValueError("`latent_hw` is needed to read a memory that has never been written")
-        h, w = hw
-        s = grid_factor(cameras.height, cameras.width, h, w)
+        r = self.subcells
+        h, w = hw[0] * r, hw[1] * r
+        s = grid_factor(
+            cameras.height, cameras.width, h, w, "sub-cell grid" if r > 1 else "latent grid"
+        )
         if self.num_points == 0:
             T = len(cameras)
             empty = torch.full((T, h, w), EMPTY, dtype=torch.long, device=self.device)
             return empty, torch.zeros(T, h, w, device=self.device), hw
         K, w2c = _latent_grid_cameras(cameras, s, self.device)
-        index, depth = render_index(self.positions, K, w2c, h, w)
+        points = self.positions if r == 1 else self.subpoints.view(-1, 3)
+        index, depth = render_index(points, K, w2c, h, w)
         return index, depth, hw
 
     def read(self, cameras: Cameras, latent_hw: tuple[int, int] | None = None) -> Readout:
-        """Read the cache for T target cameras at once (exact z-buffer at latent resolution).
+        """Read the cache for T target cameras at once (exact z-buffer at latent resolution;
+        with sub-cells, the mean latent of each cell's visible sub-cells, module docstring).
 
         `cameras` are image cameras as in `insert`; the grid is `latent_hw`, or the grid of the
         first insert. Returns latents [T,C,h,w] (storage dtype), mask and depth [T,1,h,w].
@@ -289,6 +336,8 @@ class LatentSpatialMemory:
         if self.num_points == 0:
             return empty_readout(len(cameras), self.channels, hw, self.device, self.dtype)
         hit = index != EMPTY
+        if self.subcells > 1:
+            return _pool_subcells(self.features, index, hit, depth, self.subcells)
         return Readout(_gather_cells(self.features, index, hit), hit[:, None], depth[:, None])
 
     def read_depth(self, cameras: Cameras, latent_hw: tuple[int, int] | None = None):
@@ -297,7 +346,11 @@ class LatentSpatialMemory:
         # -> depth [T,1,h,w] (0 where empty), mask [T,1,h,w] bool
         """
         index, depth, _ = self._render(cameras, latent_hw)
-        return depth[:, None], (index != EMPTY)[:, None]
+        hit = index != EMPTY
+        if self.subcells > 1:
+            depth, mask = _subcell_depth(hit, depth, self.subcells)
+            return depth, mask
+        return depth[:, None], hit[:, None]
 
     # --- move, save, load, export -------------------------------------------------------
 
@@ -309,6 +362,8 @@ class LatentSpatialMemory:
         self.counts = self.counts.to(device)
         if self.means is not None:
             self.means = self.means.to(device)
+        if self.subpoints is not None:
+            self.subpoints = self.subpoints.to(device)
         self._voxels = self._voxels.to(device)
         return self
 
@@ -318,6 +373,7 @@ class LatentSpatialMemory:
             "voxel_size": self.voxel_size,
             "dtype": str(self.dtype).removeprefix("torch."),
             "fusion": self.fusion,
+            "subcells": self.subcells,
             "latent_hw": list(self.latent_hw) if self.latent_hw else None,
         }
 
@@ -325,6 +381,8 @@ class LatentSpatialMemory:
         out = {"positions": self.positions, "features": self.features, "counts": self.counts}
         if self.means is not None:
             out["means"] = self.means
+        if self.subpoints is not None:
+            out["subpoints"] = self.subpoints
         return {k: v.contiguous().cpu() for k, v in out.items()}
 
     def save(self, path: str | os.PathLike) -> None:
@@ -337,39 +395,42 @@ class LatentSpatialMemory:
     def load(
         cls, path: str | os.PathLike, device: str | torch.device = "cpu"
     ) -> LatentSpatialMemory:
-        """Read a cache written by `save` (format version 1 or 2).
+        """Read a cache written by `save` (format version 1, 2 or 3).
 
         Refuses other formats and versions, missing, mis-shaped or non-finite tensors.
         """
-        meta, tensors = load_tensors(path, FORMAT, ("1", str(VERSION)))
+        meta, tensors = load_tensors(path, FORMAT, ("1", "2", str(VERSION)))
         path = Path(path)
         try:
             cfg = json.loads(meta["config"])
             mem = cls(
                 cfg["channels"], voxel_size=cfg["voxel_size"], dtype=getattr(torch, cfg["dtype"]),
-                device=device, fusion=cfg["fusion"],
+                device=device, fusion=cfg["fusion"], subcells=cfg.get("subcells", 1),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"{path} has an unreadable memory config: {err}") from None
         need = {"positions", "features", "counts"}
         need |= {"means"} if mem.means is not None and meta["version"] != "1" else set()
+        need |= {"subpoints"} if mem.subpoints is not None else set()
         missing = need - set(tensors)
         if missing:
             raise ValueError(f"{path} lacks the tensors {sorted(missing)}")
         N = len(tensors["positions"])
         shapes = {"positions": (N, 3), "features": (N, mem.channels), "counts": (N,)}
         shapes["means"] = (N, mem.channels)
+        shapes["subpoints"] = (N, mem.subcells**2, 3)
         bad = [k for k in tensors if k in shapes and tuple(tensors[k].shape) != shapes[k]]
         if bad:
             raise ValueError(f"{path} holds tensors of inconsistent shapes: {sorted(bad)}")
-        check_finite(
-            path, {k: tensors[k] for k in ("positions", "features", "means") if k in tensors}
-        )
+        floats = ("positions", "features", "means", "subpoints")
+        check_finite(path, {k: tensors[k] for k in floats if k in tensors})
         mem.positions = tensors["positions"].float().to(device)
         mem.features = tensors["features"].to(mem.dtype).to(device)
         mem.counts = tensors["counts"].to(torch.int32).to(device)
         if mem.means is not None:
             mem.means = tensors.get("means", tensors["features"]).float().to(device)
+        if mem.subpoints is not None:
+            mem.subpoints = tensors["subpoints"].float().to(device)
         mem.latent_hw = tuple(cfg["latent_hw"]) if cfg["latent_hw"] else None
         if mem.voxel_size not in (None, FOOTPRINT):  # a voxel's key follows from its point
             mem._voxels = VoxelIndex(voxel_keys(mem.positions, mem.voxel_size))
@@ -412,6 +473,61 @@ def _gather_cells(features: torch.Tensor, index: torch.Tensor, hit: torch.Tensor
     else:
         rows.masked_fill_(empty[:, None], 0)
     return rows.view(T, h * w, -1).transpose(1, 2).contiguous().view(T, -1, h, w)
+
+
+def _rows(x: torch.Tensor | None, rows) -> torch.Tensor | None:
+    """`x[rows]`, None for None (sub-cells are optional everywhere)."""
+    return None if x is None else x[rows]
+
+
+def _subcell_points(depth, cell_depth, exclude, cameras: Cameras, s: int, r: int):
+    """World points of the r x r sub-cell centres of every latent cell of T frames.
+
+    # depth [T,H,W], cell_depth [T,h,w], exclude [T,H,W] | None -> [T,h*w,r*r,3]
+    A sub-cell's depth is the median pool of its own (s/r)^2 pixels (`pool_depth`), the cell's
+    depth where it has too few valid pixels. Sub-cells are in row-major order in their cell.
+    """
+    T, h, w = cell_depth.shape
+    q = s // r
+    sub_depth, sub_valid = pool_depth(depth, q, exclude)  # [T,h*r,w*r]
+    coarse = cell_depth.repeat_interleave(r, 1).repeat_interleave(r, 2)
+    z = torch.where(sub_valid, sub_depth, coarse).reshape(T, -1)
+    cams = cameras.scaled(1 / q)
+    uv = pixel_centers(h * r, w * r, depth.device).reshape(1, -1, 2).expand(T, -1, -1)
+    points = unproject(uv, z, cams.K, cams.c2w)  # [T, h*r*w*r, 3]
+    points = points.view(T, h, r, w, r, 3).permute(0, 1, 3, 2, 4, 5)
+    return points.reshape(T, h * w, r * r, 3)
+
+
+def _subcell_depth(hit: torch.Tensor, depth: torch.Tensor, r: int):
+    """Mask and mean depth of each cell from its r x r sub-cells.
+
+    # hit, depth [T,h*r,w*r] -> depth [T,1,h,w] (0 where masked), mask [T,1,h,w]
+    A cell is visible when at least half its sub-cells show a point.
+    """
+    T, H, W = hit.shape
+    count = hit.view(T, H // r, r, W // r, r).sum((2, 4))
+    total = torch.where(hit, depth, 0.0).view(T, H // r, r, W // r, r).sum((2, 4))
+    mask = 2 * count >= r * r
+    mean = torch.where(mask, total / count.clamp(min=1), 0.0)
+    return mean[:, None], mask[:, None]
+
+
+def _pool_subcells(features, index, hit, depth, r: int) -> Readout:
+    """The readout of a sub-cell z-buffer: each visible cell's mean latent over its visible
+    sub-cells (float32 sums, storage dtype out), zero where the cell is masked.
+
+    # features [N,C], index [T,h*r,w*r] over the N*r*r sub-points -> Readout at [h,w]
+    """
+    T, H, W = index.shape
+    h, w = H // r, W // r
+    owner = torch.where(hit, index // (r * r), 0)  # the point each sub-point belongs to
+    rows = features.index_select(0, owner.flatten()).float() * hit.reshape(-1, 1)
+    sums = rows.view(T, h, r, w, r, -1).sum((2, 4))  # [T,h,w,C]
+    count = hit.view(T, h, r, w, r).sum((2, 4))
+    cell_depth, mask = _subcell_depth(hit, depth, r)
+    latents = torch.where(mask[:, 0, ..., None], sums / count.clamp(min=1)[..., None], 0.0)
+    return Readout(latents.permute(0, 3, 1, 2).to(features.dtype), mask, cell_depth)
 
 
 def _resampling_gaps(hit: torch.Tensor, depth: torch.Tensor, cells, z) -> torch.Tensor:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from mirage.memory import FOOTPRINT, MEMORY_KINDS
-from mirage.memory.latent import FUSION_MODES
+from mirage.memory.latent import FUSION_MODES, check_subcells
 from mirage.models.step_cache import cache_config
 from mirage.pipeline.chunks import check_context
 
@@ -26,6 +26,9 @@ class GenerationConfig:
     memory: str = "latent"  # "latent" (ours), "rgb" (point-cloud render + VAE), "none"
     voxel_size: float | str | None = FOOTPRINT  # "footprint" (bounded), world units, None
     fusion: str = "mean"  # how a stored surface takes a new observation: latest | mean
+    # latent memory: r x r sub-cells per latent cell, read on an r-times finer grid and
+    # averaged per cell (1 = one point per cell, the paper's read; docs/memory.md)
+    subcells: int = 2
     memory_dtype: str = "bfloat16"  # storage dtype of the latent memory
     side_scale: float = 1.0  # weight of the side-branch hints
     seed: int = 0  # noise seed: same seed, same video on the same device
@@ -55,6 +58,7 @@ class GenerationConfig:
             raise ValueError(f"`guidance_scale` must be >= 1, got {self.guidance_scale}")
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {self.fusion!r}")
+        check_subcells(self.subcells)
         vs = self.voxel_size
         if vs not in (None, FOOTPRINT) and not (isinstance(vs, int | float) and vs > 0):
             raise ValueError(

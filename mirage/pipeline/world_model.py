@@ -94,6 +94,11 @@ class MiragePipeline:
         if not torch.isfinite(image).all() or image.min() < 0 or image.max() > 1:
             raise ValueError("`image` must be finite with values in [0, 1]")
         self.vae.check_image_size(H, W)
+        if cfg.memory == "latent" and self.vae.spatial_factor % cfg.subcells:
+            raise ValueError(
+                f"`subcells` {cfg.subcells} must divide the VAE's spatial factor "
+                f"{self.vae.spatial_factor} (the pixels per latent cell side)"
+            )
         plan = plan_chunks(len(cameras), cfg.chunk_frames)
         text_dim = self.transformer.config.text_dim
         if prompt_embeds is not None and (
@@ -233,6 +238,7 @@ class MiragePipeline:
         memory = make_memory(
             cfg.memory, self.vae.z_dim, encode=self._encode, voxel_size=cfg.voxel_size,
             dtype=getattr(torch, cfg.memory_dtype), device=self.device, fusion=cfg.fusion,
+            subcells=cfg.subcells,
         )  # fmt: skip
         init_seconds = dict.fromkeys(WRITE_STAGES, 0.0)
         first = self._write(memory, image[None], camera[0], [0], init_seconds)  # [1,C,h,w]

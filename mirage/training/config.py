@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from mirage.memory.latent import FUSION_MODES
+from mirage.memory.latent import FUSION_MODES, check_subcells
 from mirage.training.flow import TIMESTEP_SAMPLING
 
 STAGES = (0, 1, 2)
@@ -31,6 +31,7 @@ class TrainConfig:
     context_latents: int = 2  # clean latents of the previous chunk in front of the first frame
     voxel_size: float | str | None = "footprint"  # memory fusion (generation default)
     fusion: str = "mean"  # memory fusion mode (generation default)
+    subcells: int = 2  # latent-memory sub-cells per cell side (generation default)
     memory_dtype: str = "bfloat16"  # storage dtype of the memory (generation default)
     memory: str = "latent"  # readouts from "latent" memory or the "rgb" point cache (the
     # paper's explicit-RGB ablation: renders encoded by `vae`; shards need `keep_frames`)
@@ -97,6 +98,7 @@ class TrainConfig:
             raise ValueError("`memory` 'rgb' needs `vae` (the folder whose encoder reads renders)")
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {self.fusion!r}")
+        check_subcells(self.subcells)
         if not 0 <= self.prompt_dropout <= 1:
             raise ValueError(f"`prompt_dropout` must be in [0, 1], got {self.prompt_dropout}")
         if not 0 <= self.ema_decay < 1:

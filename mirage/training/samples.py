@@ -44,6 +44,7 @@ def chunk_sample(
     fusion: str = "mean",
     memory_kind: str = "latent",
     encode=None,
+    subcells: int = 2,
 ) -> dict:
     """Model input of one chunk of a shard: clean latents [C,F,h,w], condition [C+1,F,h,w].
 
@@ -66,7 +67,9 @@ def chunk_sample(
 
     # 1. the memory as generation holds it at this chunk: frame 0, then k frames per chunk
     frames = _rgb_frames(tensors, memory_kind)
-    memory = make_memory(memory_kind, C, encode, voxel_size, memory_dtype, fusion=fusion)
+    memory = make_memory(
+        memory_kind, C, encode, voxel_size, memory_dtype, fusion=fusion, subcells=subcells
+    )
     groups = [slice(0, 1)] + [slice(1 + j * k, 1 + (j + 1) * k) for j in range(chunk)]
     for g in groups:
         rgb = None if frames is None else frames[g]
@@ -120,6 +123,7 @@ class ShardDataset(Dataset):
         cache_shards: int = 8,
         memory_kind: str = "latent",
         encode=None,
+        subcells: int = 2,
     ):
         self.headers = check_shard_dir(root)
         first = self.headers[0]
@@ -128,7 +132,7 @@ class ShardDataset(Dataset):
         check_context(context_latents, self.chunk_frames)  # before any training starts
         self.context_latents, self.voxel_size = context_latents, voxel_size
         self.memory_dtype, self.fusion = memory_dtype, fusion
-        self.memory_kind, self.encode = memory_kind, encode
+        self.memory_kind, self.encode, self.subcells = memory_kind, encode, subcells
         if memory_kind == "rgb" and "frames" not in self.headers[0]["shapes"]:
             raise ValueError(
                 f"{self.headers[0]['path']}: an 'rgb' memory needs the shards' RGB frames "
@@ -156,7 +160,7 @@ class ShardDataset(Dataset):
         tensors, meta = self._load(self.headers[shard]["path"])
         sample = chunk_sample(
             tensors, meta, chunk, self.context_latents, self.voxel_size, self.memory_dtype,
-            self.fusion, self.memory_kind, self.encode,
+            self.fusion, self.memory_kind, self.encode, self.subcells,
         )  # fmt: skip
         del sample["memory"]
         return sample

@@ -179,7 +179,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     # 2. data: validated before anything heavy (a bad folder fails here, naming the file)
     dataset = ShardDataset(
         cfg.data, cfg.context_latents, cfg.voxel_size, getattr(torch, cfg.memory_dtype),
-        cfg.fusion, memory_kind=cfg.memory, encode=_render_encoder(cfg),
+        cfg.fusion, memory_kind=cfg.memory, encode=_render_encoder(cfg), subcells=cfg.subcells,
     )  # fmt: skip
 
     # 3. model: base + side branch (+ LoRA), trainable set by stage

@@ -136,7 +136,8 @@ def _plain_loop(pipe, image, cams, cfg):
     from mirage.pipeline.sampling import sample_chunk
 
     memory = make_memory("latent", pipe.vae.z_dim, voxel_size=cfg.voxel_size,
-                         dtype=getattr(torch, cfg.memory_dtype), fusion=cfg.fusion)  # fmt: skip
+                         dtype=getattr(torch, cfg.memory_dtype), fusion=cfg.fusion,
+                         subcells=cfg.subcells)  # fmt: skip
 
     def write(frames, cameras, indices):
         latents = pipe.vae.encode_images(frames, batch_size=len(frames))

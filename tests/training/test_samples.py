@@ -32,7 +32,7 @@ def test_layout_of_a_later_chunk(shards):
     assert cond.shape == (17, 5, 4, 4)
     assert not cond[:, :2].any()  # context slots: zeros and mask False
     # memory holds aligned frames 0, 4, 8; brute-force reference: one memory, one insert each
-    ref = LatentSpatialMemory(16, voxel_size="footprint")
+    ref = LatentSpatialMemory(16, voxel_size="footprint", subcells=2)  # the training default
     cams = Cameras(tensors["K"], tensors["c2w"], 32, 32)
     for j in range(3):
         ref.insert(tensors["image_latents"][j : j + 1], tensors["depth"][j : j + 1], cams[j],
