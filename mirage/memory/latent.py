@@ -137,7 +137,8 @@ class LatentSpatialMemory:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the cache as stored: positions (float32) + latents (+ float32 means)."""
+        """Bytes of the cache as stored: positions (float32) + latents (+ float32 means, +
+        sub-cell points)."""
         extra = sum(t.nbytes for t in (self.means, self.subpoints) if t is not None)
         return self.positions.nbytes + self.features.nbytes + extra
 
@@ -203,7 +204,7 @@ class LatentSpatialMemory:
             self.latent_hw = (h, w)
         # 2. append the valid ones, or fuse them into voxels view by view
         if self.voxel_size is None:
-            return self._append(points[valid], feats[valid], None if subs is None else subs[valid])
+            return self._append(points[valid], feats[valid], _rows(subs, valid))
         fuse = self._fuse_in_view if self.voxel_size == FOOTPRINT else self._fuse_in_voxels
         added = 0
         for t in range(T):  # in order: each view decides against what the earlier ones stored
