@@ -1,4 +1,4 @@
-"""3D convolutions on the CPU as sums of 2D ones: the same result, about twice as fast.
+"""3D convolutions on the CPU as sums of 2D ones: the same result, faster (1.3-1.8x here).
 
 PyTorch's CPU build runs `conv3d` through its reference kernel (`slow_conv3d`, im2col + GEMM)
 while `conv2d` gets oneDNN. A 3D convolution with a time kernel of k taps is k 2D convolutions

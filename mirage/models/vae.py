@@ -25,7 +25,7 @@ class VideoVAE:
     The batch dimension diffusers wants (`[B,C,T,H,W]`) is explicit inside; callers pass and get
     Mirage's batch-free `[T,...]` tensors. Outputs are float32 on the VAE's device. On the CPU,
     the VAE's 3D convolutions run as sums of 2D ones (`split_conv3d`: the same result, about
-    1.4x faster decoding; the VAE passed in is changed in place).
+    1.8x faster decoding of mirage-tiny; the VAE passed in is changed in place).
     """
 
     def __init__(self, vae):
