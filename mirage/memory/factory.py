@@ -7,7 +7,7 @@ import os
 import torch
 
 from mirage.memory.base import NoMemory
-from mirage.memory.latent import LatentSpatialMemory
+from mirage.memory.latent import DEFAULT_FUSION, DEFAULT_SUBCELLS, LatentSpatialMemory
 from mirage.memory.rgb import FORMAT as RGB_FORMAT
 from mirage.memory.rgb import Encoder, RGBPointCache
 from mirage.memory.tensors import file_format
@@ -22,8 +22,8 @@ def make_memory(
     voxel_size: float | str | None = "footprint",
     dtype: torch.dtype = torch.bfloat16,
     device: str | torch.device = "cpu",
-    fusion: str = "mean",
-    subcells: int = 1,
+    fusion: str = DEFAULT_FUSION,
+    subcells: int = DEFAULT_SUBCELLS,
 ):
     """A new, empty memory of `kind` ("latent", "rgb" or "none").
 

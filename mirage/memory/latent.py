@@ -39,6 +39,11 @@ from mirage.memory.tensors import check_finite, load_tensors
 FORMAT = "mirage.latent_spatial_memory"
 VERSION = 3  # 2 adds the float32 running means of mean fusion, 3 the sub-cell points
 FUSION_MODES = ("latest", "mean")
+# The generation and training defaults (GenerationConfig, TrainConfig, make_memory, training
+# samples): running-mean fusion and 2x2 sub-cell reads (docs/memory.md has the measurements).
+# The class itself reads one point per cell unless told otherwise, as the paper does.
+DEFAULT_FUSION = "mean"
+DEFAULT_SUBCELLS = 2
 # An observation is the same surface as a stored point when their depths in the observing
 # view differ by at most this fraction of the voxel edge (fixed voxels) ...
 SAME_SURFACE_VOXEL = 0.5
@@ -98,7 +103,7 @@ class LatentSpatialMemory:
         voxel_size: float | str | None = None,
         dtype: torch.dtype = torch.bfloat16,
         device: str | torch.device = "cpu",
-        fusion: str = "mean",
+        fusion: str = DEFAULT_FUSION,
         subcells: int = 1,
     ):
         if int(channels) != channels or channels <= 0:
@@ -186,10 +191,10 @@ class LatentSpatialMemory:
             raise ValueError("`latents` must be finite")
 
         dev = self.device
-        cell_depth, valid = pool_depth(
-            depth.to(dev), s, None if exclude is None else exclude.to(dev)
-        )
-        cams = cameras.to(dev).scaled(1 / s)
+        depth, cameras = depth.to(dev), cameras.to(dev)
+        exclude = None if exclude is None else exclude.to(dev)
+        cell_depth, valid = pool_depth(depth, s, exclude)
+        cams = cameras.scaled(1 / s)
         # 1. back-project every cell centre
         uv = pixel_centers(h, w, dev).reshape(1, h * w, 2).expand(T, -1, -1)
         z = cell_depth.reshape(T, h * w)
@@ -198,8 +203,7 @@ class LatentSpatialMemory:
         valid = valid.reshape(T, h * w)
         subs = None
         if self.subcells > 1:
-            ex = None if exclude is None else exclude.to(dev)
-            subs = _subcell_points(depth.to(dev), cell_depth, ex, cameras.to(dev), s, self.subcells)
+            subs = _subcell_points(depth, cell_depth, exclude, cameras, s, self.subcells)
         if self.latent_hw is None:
             self.latent_hw = (h, w)
         # 2. append the valid ones, or fuse them into voxels view by view
@@ -349,8 +353,7 @@ class LatentSpatialMemory:
         index, depth, _ = self._render(cameras, latent_hw)
         hit = index != EMPTY
         if self.subcells > 1:
-            depth, mask = _subcell_depth(hit, depth, self.subcells)
-            return depth, mask
+            return _subcell_depth(hit, depth, self.subcells)[:2]
         return depth[:, None], hit[:, None]
 
     # --- move, save, load, export -------------------------------------------------------
@@ -501,9 +504,9 @@ def _subcell_points(depth, cell_depth, exclude, cameras: Cameras, s: int, r: int
 
 
 def _subcell_depth(hit: torch.Tensor, depth: torch.Tensor, r: int):
-    """Mask and mean depth of each cell from its r x r sub-cells.
+    """Mean depth, mask and visible sub-cell count of each cell from its r x r sub-cells.
 
-    # hit, depth [T,h*r,w*r] -> depth [T,1,h,w] (0 where masked), mask [T,1,h,w]
+    # hit, depth [T,h*r,w*r] -> depth [T,1,h,w] (0 where masked), mask [T,1,h,w], count [T,h,w]
     A cell is visible when at least half its sub-cells show a point.
     """
     T, H, W = hit.shape
@@ -511,7 +514,7 @@ def _subcell_depth(hit: torch.Tensor, depth: torch.Tensor, r: int):
     total = torch.where(hit, depth, 0.0).view(T, H // r, r, W // r, r).sum((2, 4))
     mask = 2 * count >= r * r
     mean = torch.where(mask, total / count.clamp(min=1), 0.0)
-    return mean[:, None], mask[:, None]
+    return mean[:, None], mask[:, None], count
 
 
 def _pool_subcells(features, index, hit, depth, r: int) -> Readout:
@@ -525,8 +528,7 @@ def _pool_subcells(features, index, hit, depth, r: int) -> Readout:
     owner = torch.where(hit, index // (r * r), 0)  # the point each sub-point belongs to
     rows = features.index_select(0, owner.flatten()).float() * hit.reshape(-1, 1)
     sums = rows.view(T, h, r, w, r, -1).sum((2, 4))  # [T,h,w,C]
-    count = hit.view(T, h, r, w, r).sum((2, 4))
-    cell_depth, mask = _subcell_depth(hit, depth, r)
+    cell_depth, mask, count = _subcell_depth(hit, depth, r)
     latents = torch.where(mask[:, 0, ..., None], sums / count.clamp(min=1)[..., None], 0.0)
     return Readout(latents.permute(0, 3, 1, 2).to(features.dtype), mask, cell_depth)
 

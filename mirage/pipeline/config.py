@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from mirage.memory import FOOTPRINT, MEMORY_KINDS
-from mirage.memory.latent import FUSION_MODES, check_subcells
+from mirage.memory.latent import DEFAULT_FUSION, DEFAULT_SUBCELLS, FUSION_MODES, check_subcells
 from mirage.models.step_cache import cache_config
 from mirage.pipeline.chunks import check_context
 
@@ -25,10 +25,10 @@ class GenerationConfig:
     context_latents: int = 2  # latents of the previous chunk carried as clean context (0..k)
     memory: str = "latent"  # "latent" (ours), "rgb" (point-cloud render + VAE), "none"
     voxel_size: float | str | None = FOOTPRINT  # "footprint" (bounded), world units, None
-    fusion: str = "mean"  # how a stored surface takes a new observation: latest | mean
+    fusion: str = DEFAULT_FUSION  # how a stored surface takes a new observation: latest | mean
     # latent memory: r x r sub-cells per latent cell, read on an r-times finer grid and
     # averaged per cell (1 = one point per cell, the paper's read; docs/memory.md)
-    subcells: int = 2
+    subcells: int = DEFAULT_SUBCELLS
     memory_dtype: str = "bfloat16"  # storage dtype of the latent memory
     side_scale: float = 1.0  # weight of the side-branch hints
     seed: int = 0  # noise seed: same seed, same video on the same device

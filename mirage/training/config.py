@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from mirage.memory.latent import FUSION_MODES, check_subcells
+from mirage.memory.latent import DEFAULT_FUSION, DEFAULT_SUBCELLS, FUSION_MODES, check_subcells
 from mirage.training.flow import TIMESTEP_SAMPLING
 
 STAGES = (0, 1, 2)
@@ -30,8 +30,8 @@ class TrainConfig:
     # data (must match generation: context latents and memory settings)
     context_latents: int = 2  # clean latents of the previous chunk in front of the first frame
     voxel_size: float | str | None = "footprint"  # memory fusion (generation default)
-    fusion: str = "mean"  # memory fusion mode (generation default)
-    subcells: int = 2  # latent-memory sub-cells per cell side (generation default)
+    fusion: str = DEFAULT_FUSION  # memory fusion mode (generation default)
+    subcells: int = DEFAULT_SUBCELLS  # latent-memory sub-cells per cell side (generation default)
     memory_dtype: str = "bfloat16"  # storage dtype of the memory (generation default)
     memory: str = "latent"  # readouts from "latent" memory or the "rgb" point cache (the
     # paper's explicit-RGB ablation: renders encoded by `vae`; shards need `keep_frames`)

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from mirage.data.shards import check_shard_dir, load_shard
 from mirage.geometry import Cameras
 from mirage.memory import FOOTPRINT, make_memory
+from mirage.memory.latent import DEFAULT_FUSION, DEFAULT_SUBCELLS
 from mirage.pipeline.chunks import check_context, num_context
 from mirage.pipeline.conditioning import chunk_context, observation, side_condition
 
@@ -41,10 +42,10 @@ def chunk_sample(
     context_latents: int = 2,
     voxel_size: float | str | None = FOOTPRINT,
     memory_dtype: torch.dtype = torch.bfloat16,
-    fusion: str = "mean",
+    fusion: str = DEFAULT_FUSION,
     memory_kind: str = "latent",
     encode=None,
-    subcells: int = 2,
+    subcells: int = DEFAULT_SUBCELLS,
 ) -> dict:
     """Model input of one chunk of a shard: clean latents [C,F,h,w], condition [C+1,F,h,w].
 
@@ -119,11 +120,11 @@ class ShardDataset(Dataset):
         context_latents: int = 2,
         voxel_size: float | str | None = FOOTPRINT,
         memory_dtype: torch.dtype = torch.bfloat16,
-        fusion: str = "mean",
+        fusion: str = DEFAULT_FUSION,
         cache_shards: int = 8,
         memory_kind: str = "latent",
         encode=None,
-        subcells: int = 2,
+        subcells: int = DEFAULT_SUBCELLS,
     ):
         self.headers = check_shard_dir(root)
         first = self.headers[0]
