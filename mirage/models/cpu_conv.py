@@ -3,10 +3,11 @@
 PyTorch's CPU build runs `conv3d` through its reference kernel (`slow_conv3d`, im2col + GEMM)
 while `conv2d` gets oneDNN. A 3D convolution with a time kernel of k taps is k 2D convolutions
 of time-shifted frames, summed; `split_conv3d` makes every `nn.Conv3d` of a model compute it
-that way when its input is on the CPU (CUDA keeps cuDNN's conv3d). The Wan VAE and the
-transformer's patch embedding are all `nn.Conv3d` (the VAE's causal convolutions pad in time
-themselves, then call `nn.Conv3d.forward`), so this covers every one of them. Results agree
-with `F.conv3d` to float rounding (the sums run in another order).
+that way when its input is on the CPU (CUDA keeps cuDNN's conv3d). `VideoVAE` and the VAE
+trainer apply it to the Wan VAE, whose causal convolutions pad in time themselves and then call
+`nn.Conv3d.forward`. (The transformer's only 3D convolutions are its two patch embeddings, too
+small to matter.) Results agree with `F.conv3d` to float rounding (the sums run in another
+order).
 `benchmarks/cpu_conv3d.py` measures the gain.
 """
 
@@ -40,24 +41,11 @@ def conv3d_as_conv2d(x, weight, bias=None, stride=(1, 1, 1), padding=(0, 0, 0),
     out = None
     for k in live:
         frames = taps[k].transpose(1, 2).reshape(B * t_out, C, H, W)
-        y = _conv2d(frames, weight[:, :, k], None, stride[1:], padding[1:], dilation[1:], groups)
+        y = F.conv2d(frames, weight[:, :, k], None, stride[1:], padding[1:], dilation[1:], groups)
         out = y if out is None else out.add_(y)
     if bias is not None:
         out += bias[:, None, None]
     return out.view(B, t_out, *out.shape[1:]).transpose(1, 2).contiguous()
-
-
-def _conv2d(x, weight, bias, stride, padding, dilation, groups):
-    """`F.conv2d`; a 1x1 kernel over a plain grid is a matrix product (`conv2d` takes its
-    reference kernel for 1x1 on one thread)."""
-    plain = tuple(stride) == (1, 1) and tuple(padding) == (0, 0) and groups == 1
-    if plain and weight.shape[2:] == (1, 1):
-        B, C, H, W = x.shape
-        y = torch.matmul(weight[:, :, 0, 0], x.reshape(B, C, H * W))  # [B,O,HW]
-        if bias is not None:
-            y += bias[:, None]
-        return y.view(B, -1, H, W)
-    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
 
 def _conv_forward(self, input, weight, bias):
