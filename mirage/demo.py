@@ -125,16 +125,22 @@ def format_table(metrics: dict) -> str:
             f"{m['psnr_last']:>7.2f}{m['ssim_mean']:>7.3f}{m['closed_loop_psnr_mean']:>13.2f}"
             f"{m['contrast_ratio_return_mean']:>10.2f}{m['seconds_total']:>9.1f}{cache:>11.3f}"
         )
+    ceiling = metrics["baselines"].get("vae_video_ceiling")
     for mode, m in metrics["modes"].items():
         if "readout_psnr_mean" in m:
+            there = ""
+            if ceiling is not None:  # what the model could reach at those frames
+                at = [ceiling["psnr"][f - 1] for f in m["readout_frames"]]
+                there = f", VAE video ceiling there {sum(at) / len(at):.2f}"
             lines.append(
                 f"{mode + ' readout alone':<22}{m['readout_psnr_mean']:>7.2f}"
-                f"   (model at the same frames {m['model_psnr_at_readout_frames']:.2f})"
+                f"   (model at the same frames {m['model_psnr_at_readout_frames']:.2f}{there})"
             )
     for name, b in metrics["baselines"].items():
         label = name.replace("_", " ")
         lines.append(
             f"{label:<22}{b['psnr_mean']:>7.2f}{b['psnr_return_mean']:>10.2f}{b['psnr_last']:>7.2f}"
+            f"{'':>20}{b['contrast_return_mean']:>10.2f}"
         )
     return "\n".join(lines)
 
@@ -240,7 +246,8 @@ def psnr_plot(metrics: dict):
     modes = metrics["modes"]
     frames = modes[MODES[0]]["frames"]
     series = {f"{m} memory": modes[m]["psnr"] for m in MODES}
-    series.update({k.replace("_", " "): b["psnr_mean"] for k, b in metrics["baselines"].items()})
+    for k, b in metrics["baselines"].items():  # the video ceiling per frame, the rest as lines
+        series[k.replace("_", " ")] = b["psnr"] if k == "vae_video_ceiling" else b["psnr_mean"]
     turn = max(i for _, i in modes[MODES[0]]["closed_loop_pairs"]) + 1
     title = f"PSNR against ground truth, scene {metrics['scene']['seed']}"
     return line_plot(frames, series, {"turnaround": turn}, title=title, y_label="PSNR (dB)")

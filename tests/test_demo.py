@@ -62,6 +62,15 @@ def test_contrast_ratio_and_trivial_baselines_closed_forms():
     mse = ((gt[1:] - flat) ** 2).mean(dim=(1, 2, 3))
     want = (10 * torch.log10(1 / mse)).mean()
     assert b["flat_colour"]["psnr_mean"] == pytest.approx(float(want), abs=1e-3)
+    # contrast of the way back (frames 5..8): a flat image has none, an exact copy all of it,
+    # a copy of frame 0 the ratio of frame 0's spread to each return frame's
+    assert b["flat_colour"]["contrast_return_mean"] == 0.0
+    assert b["vae_ceiling"]["contrast_return_mean"] == pytest.approx(1.0, abs=1e-6)
+    spread = gt.std(dim=(2, 3)).mean(1)
+    assert b["copy_first_frame"]["contrast_return_mean"] == pytest.approx(
+        float((spread[0] / spread[5:]).mean()), abs=1e-5
+    )
+    assert len(b["flat_colour"]["psnr"]) == 8 and b["vae_ceiling"]["psnr"] == [PSNR_CAP] * 8
 
 
 def test_video_round_trip_cuts_chunks_as_generation_does():
@@ -90,7 +99,13 @@ def test_video_round_trip_cuts_chunks_as_generation_does():
     torch.testing.assert_close(out[:, 0, 0, 0], want)
     Counting.calls = 0
     b = trivial_baselines(gt, Counting(), chunk_frames=9)
-    assert set(b["vae_video_ceiling"]) == {"psnr_mean", "psnr_return_mean", "psnr_last"}
+    assert set(b["vae_video_ceiling"]) == {
+        "psnr",
+        "psnr_mean",
+        "psnr_return_mean",
+        "psnr_last",
+        "contrast_return_mean",
+    }
     assert b["vae_ceiling"]["psnr_last"] == 60.0  # the identity image path is exact
 
 

@@ -77,7 +77,9 @@ def trivial_baselines(gt: torch.Tensor, vae, chunk_frames: int | None = None) ->
     a flat image of frame 0's mean colour, a copy of frame 0, and the VAE's own
     reconstruction of the ground truth: of each frame alone (image latents) and, with
     `chunk_frames`, of each chunk as one causal video (the latents a model generates: the
-    ceiling no model passes). Per-frame PSNR is capped at `PSNR_CAP`.
+    ceiling no model passes, in PSNR and in contrast). Per-frame PSNR is capped at
+    `PSNR_CAP`; each entry keeps it per frame ("psnr") and the contrast ratio of the return
+    frames (a flat image has 0).
     """
     from mirage.eval.metrics import psnr
     from mirage.eval.plans import closed_loop_plan
@@ -96,9 +98,11 @@ def trivial_baselines(gt: torch.Tensor, vae, chunk_frames: int | None = None) ->
         # an exact copy scores +inf (the loop's last pose is frame 0's): cap at 60 dB, beyond
         # what 8-bit rounding alone leaves, so means stay finite and honest
         per_frame = psnr(frames.contiguous(), target).per_frame.clamp(max=PSNR_CAP)
-        out[name] = {"psnr_mean": float(per_frame.mean()),
+        contrast = contrast_ratio(frames[ret], target[ret])
+        out[name] = {"psnr": per_frame.tolist(), "psnr_mean": float(per_frame.mean()),
                      "psnr_return_mean": float(per_frame[ret].mean()),
-                     "psnr_last": float(per_frame[-1])}  # fmt: skip
+                     "psnr_last": float(per_frame[-1]),
+                     "contrast_return_mean": float(contrast.mean())}  # fmt: skip
     return out
 
 
@@ -164,6 +168,7 @@ def run_loop(pipe, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, see
             alone = readout_alone(result, pipe.vae, gt)
             entry["readout"] = alone
             metrics["readout_psnr_mean"] = float(alone["psnr"].mean())
+            metrics["readout_frames"] = alone["index"]
             mine = metrics["psnr"]  # frames 1..N-1
             metrics["model_psnr_at_readout_frames"] = float(
                 torch.tensor([mine[i - 1] for i in alone["index"]]).mean()
