@@ -243,6 +243,11 @@ def preprocess(
     keep_frames: bool = typer.Option(
         None, help="Store the aligned RGB frames (for `mirage train --memory rgb`)."
     ),
+    decoded_writes: bool = typer.Option(
+        None,
+        help="Store what generation writes into the memory (for `mirage train --memory-frames "
+        "decoded`); on an existing folder, adds them without rendering again.",
+    ),
     stride: int = typer.Option(None, help="Frame stride inside a real clip window [1]."),
     depth_dir: Path = typer.Option(None, help="<dir>/<clip>/depth.safetensors for real clips."),
     depth_model: str = typer.Option(None, help="Depth model folder for real clips."),
@@ -284,6 +289,11 @@ def train(
     ),
     subcells: int = typer.Option(
         None, help="Latent-memory sub-cells per cell side of the readouts (as generation) [2]."
+    ),
+    memory_frames: str = typer.Option(
+        None,
+        help="What the training memory holds: gt (the clip's frames) | decoded (what generation "
+        "writes: the chunks decoded as video, re-encoded; preprocess --decoded-writes) [gt].",
     ),
     steps: int = typer.Option(None, help="Optimizer steps [10000]."),
     batch_size: int = typer.Option(None, help="Samples per process per step [1]."),

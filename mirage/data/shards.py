@@ -14,6 +14,10 @@ frames are 0, 4, 8, ..., N - 1. Tensors (C latent channels, h x w latent grid, H
     c2w           [L,4,4]       float32  camera-to-world of the aligned frames (OpenCV)
     text          [Lt,D]        float32  prompt embedding (absent: the null embedding)
     frames        [L,3,H,W]     uint8    optional: the aligned RGB frames (an RGB memory's input)
+    decoded_latents [L,C,h,w]   float32  optional: what generation writes into a latent memory
+                                         for each aligned frame if it reproduced the chunk
+                                         latents exactly (decoded as video, re-encoded alone)
+    decoded_frames  [L,3,H,W]   uint8    optional: the same frames as pixels (an RGB memory's)
 
 The header's metadata key `mirage_shard` holds JSON: format, version, num_frames,
 chunk_frames, height, width, channels, latent_hw, text ("embedding" or "null") and source
@@ -37,7 +41,9 @@ SHARD_VERSION = 1
 META_KEY = "mirage_shard"
 INDEX_NAME = "index.json"
 REQUIRED = ("chunk_latents", "image_latents", "depth", "exclude", "K", "c2w")
-OPTIONAL = ("text", "frames")  # frames: the RGB memory's input (`keep_frames` in preprocessing)
+# frames: the RGB memory's input (`keep_frames`); decoded_latents / decoded_frames: what
+# generation writes into the memory for each aligned frame (`decoded_writes`)
+OPTIONAL = ("text", "frames", "decoded_latents", "decoded_frames")
 
 
 def shard_name(index: int) -> str:
@@ -108,9 +114,11 @@ def _check_shapes(shapes: dict[str, tuple], meta: dict, where: str) -> None:
         if "text" not in shapes or len(shapes["text"]) != 2:
             raise ValueError(f"{where}: header says text 'embedding' but `text` [Lt,D] is absent")
     L, H, W = expected["depth"]
-    if "frames" in shapes and tuple(shapes["frames"]) != (L, 3, H, W):
-        got = tuple(shapes["frames"])
-        raise ValueError(f"{where}: `frames` has shape {got}, expected {(L, 3, H, W)}")
+    optional = {"frames": (L, 3, H, W), "decoded_frames": (L, 3, H, W),
+                "decoded_latents": expected["image_latents"]}  # fmt: skip
+    for k, shape in optional.items():
+        if k in shapes and tuple(shapes[k]) != shape:
+            raise ValueError(f"{where}: `{k}` has shape {tuple(shapes[k])}, expected {shape}")
     unexpected = sorted(set(shapes) - set(REQUIRED) - set(OPTIONAL))
     if unexpected:
         raise ValueError(f"{where}: unexpected tensors {unexpected}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 from mirage.memory.latent import DEFAULT_FUSION, DEFAULT_SUBCELLS, FUSION_MODES, check_subcells
 from mirage.training.flow import TIMESTEP_SAMPLING
+from mirage.training.samples import MEMORY_FRAMES
 
 STAGES = (0, 1, 2)
 SCHEDULES = ("cosine", "constant")
@@ -36,6 +37,9 @@ class TrainConfig:
     memory: str = "latent"  # readouts from "latent" memory or the "rgb" point cache (the
     # paper's explicit-RGB ablation: renders encoded by `vae`; shards need `keep_frames`)
     vae: str | None = None  # AutoencoderKLWan folder that encodes RGB renders (memory "rgb")
+    # what the memory holds: "gt" (the clip's frames) or "decoded" (what generation writes, the
+    # chunks decoded as video and re-encoded: shards preprocessed with `decoded_writes`)
+    memory_frames: str = "gt"
     batch_size: int = 1  # samples per process per step
     num_workers: int = 0  # DataLoader workers (memory is built in them)
     # objective
@@ -98,6 +102,10 @@ class TrainConfig:
             raise ValueError("`memory` 'rgb' needs `vae` (the folder whose encoder reads renders)")
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {self.fusion!r}")
+        if self.memory_frames not in MEMORY_FRAMES:
+            raise ValueError(
+                f"`memory_frames` must be one of {MEMORY_FRAMES}, got {self.memory_frames!r}"
+            )
         check_subcells(self.subcells)
         if not 0 <= self.prompt_dropout <= 1:
             raise ValueError(f"`prompt_dropout` must be in [0, 1], got {self.prompt_dropout}")

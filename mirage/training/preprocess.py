@@ -9,7 +9,8 @@ A clip's prompt is `<clip>/prompt.txt` when the model folder has a text encoder;
 shard records the null embedding.
 
 Work is split across processes with accelerate (process r takes clips r, r + W, ...); a shard
-already on disk with a valid header is skipped (resumable); every file is written atomically.
+already on disk with a valid header is skipped (resumable), or, with `decoded_writes`, given
+the decoded writes it lacks; every file is written atomically.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from pathlib import Path
 
 import torch
 
-from mirage.data.shards import read_shard_header, shard_name, write_index, write_shard
+from mirage.data.shards import (
+    load_shard,
+    read_shard_header,
+    shard_name,
+    write_index,
+    write_shard,
+)
 from mirage.data.trajectories import PRESETS as TRAJECTORY_PRESETS
 
 
@@ -38,6 +45,9 @@ class PreprocessConfig:
     num_dynamic: int = 1  # moving objects per synthetic scene (excluded from the memory)
     trajectories: tuple[str, ...] = TRAJECTORY_PRESETS  # presets drawn per clip
     keep_frames: bool = False  # store the aligned RGB frames (uint8): what an RGB memory needs
+    # store what generation writes into the memory (`decoded_writes`); with an existing folder,
+    # adds them to its shards without rendering again
+    decoded_writes: bool = False
     supersample: int = 1  # s x s rays per pixel for RGB (anti-aliased); depth and masks exact
     # RealEstate10K-layout clips
     stride: int = 1  # frame stride inside a clip window
@@ -166,6 +176,36 @@ def clip_tensors(vae, frames, depth, exclude, K, c2w, chunk_frames: int) -> dict
     }
 
 
+@torch.no_grad()
+def decoded_writes(vae, chunk_latents: torch.Tensor, image_latents: torch.Tensor):
+    """What generation writes into the memory for each latent-aligned frame of a clip when the
+    model reproduces its chunk latents [n,k+1,C,h,w] exactly: frame 0 is the given image
+    (its image latent); each chunk decodes as one video from [the written latent of its
+    first frame | its target latents], and its new aligned frames are encoded alone.
+
+    Returns the written latents [L,C,h,w] and the decoded frames [L-1,3,H,W] of frames 4..N-1
+    (frame 0's pixels are the given image's).
+    """
+    latents, frames = [image_latents[:1].cpu()], []
+    for chunk in chunk_latents:
+        first = latents[-1][-1:].to(chunk.device)
+        video = vae.decode(torch.cat([first, chunk[1:]])).clamp(0, 1)  # [4k+1,3,H,W]
+        frames.append(video[4::4].cpu())
+        latents.append(vae.encode_images(video[4::4]).cpu())
+    return torch.cat(latents), torch.cat(frames)
+
+
+def add_decoded_writes(tensors: dict, vae) -> dict:
+    """`tensors` of one shard with `decoded_latents` (and `decoded_frames` where it keeps
+    `frames`) added: a training memory built from them holds what generation's holds."""
+    latents, frames = decoded_writes(vae, tensors["chunk_latents"], tensors["image_latents"])
+    out = {**tensors, "decoded_latents": latents}
+    if "frames" in tensors:
+        pixels = (frames * 255).round().to(torch.uint8)
+        out["decoded_frames"] = torch.cat([tensors["frames"][:1], pixels])
+    return out
+
+
 def preprocess(cfg: PreprocessConfig) -> Path:
     """Write one shard per clip under `cfg.out` (split across accelerate processes)."""
     from accelerate import Accelerator
@@ -205,10 +245,14 @@ def preprocess(cfg: PreprocessConfig) -> Path:
         path = out / shard_name(i)
         if path.is_file():
             try:
-                read_shard_header(path)
-                continue  # written before an interruption
+                header = read_shard_header(path)
             except ValueError:
-                pass  # unreadable: write it again
+                header = None  # unreadable: write it again
+            if header is not None:  # written before an interruption, or by an earlier run
+                if cfg.decoded_writes and "decoded_latents" not in header["shapes"]:
+                    tensors, meta = load_shard(path)  # add them; nothing is rendered again
+                    write_shard(path, add_decoded_writes(tensors, vae), meta)
+                continue
         item = dataset[i]
         frames, K, c2w = item["frames"], item["K"], item["c2w"]
         source: dict = {"index": i}
@@ -227,6 +271,8 @@ def preprocess(cfg: PreprocessConfig) -> Path:
         tensors = clip_tensors(vae, frames.to(device), depth, exclude, K, c2w, cfg.chunk_frames)
         if cfg.keep_frames:
             tensors["frames"] = (frames[::4].clamp(0, 1) * 255).round().to(torch.uint8)
+        if cfg.decoded_writes:
+            tensors = add_decoded_writes(tensors, vae)
         prompt_file = Path(cfg.source) / str(item.get("clip", "")) / "prompt.txt"
         if text is not None and cfg.source != "synthetic" and prompt_file.is_file():
             from mirage.models.text import encode_prompts

@@ -11,6 +11,9 @@ start / 4 its latent-aligned index). It uses the rules `MiragePipeline.generate`
   latent-aligned frames 0 .. start, written in generation's groups (frame 0 alone, then each
   earlier chunk's k new frames) through `observation`: up-to-scale depth (shards say whether
   theirs is metric) is aligned to what the memory renders, exactly as generation aligns it;
+- `memory_frames` "gt" writes the clip's own frames; "decoded" writes what generation writes
+  (the shards' `decoded_latents` / `decoded_frames`: each chunk decoded as video and
+  re-encoded), and the first-frame slot of a later chunk is that written latent too;
 - the side-branch input is the memory read at the cameras of frames start + 4m (m = 0..k),
   through `side_condition(readout, num_context)` (context slots zero, mask False).
 
@@ -34,6 +37,8 @@ from mirage.memory.latent import DEFAULT_FUSION, DEFAULT_SUBCELLS
 from mirage.pipeline.chunks import check_context, num_context
 from mirage.pipeline.conditioning import chunk_context, observation, side_condition
 
+MEMORY_FRAMES = ("gt", "decoded")  # what a training memory holds (see the module docstring)
+
 
 def chunk_sample(
     tensors: dict[str, torch.Tensor],
@@ -46,12 +51,14 @@ def chunk_sample(
     memory_kind: str = "latent",
     encode=None,
     subcells: int = DEFAULT_SUBCELLS,
+    memory_frames: str = "gt",
 ) -> dict:
     """Model input of one chunk of a shard: clean latents [C,F,h,w], condition [C+1,F,h,w].
 
     `memory_kind` "rgb" builds the RGB point cache from the shard's `frames` (preprocessed
     with `keep_frames`) and reads it through `encode` (the VAE's frames -> image latents), as
-    `--memory rgb` generation does. Returns dict(latents, condition, num_clean, text [Lt,D]
+    `--memory rgb` generation does. `memory_frames` "decoded" writes the shard's decoded
+    writes instead of its frames. Returns dict(latents, condition, num_clean, text [Lt,D]
     or None, memory).
     """
     F_chunk = meta["chunk_frames"]
@@ -63,25 +70,25 @@ def chunk_sample(
     C, (h, w) = meta["channels"], meta["latent_hw"]
     a = chunk * step // 4  # latent-aligned index of the chunk's first frame
     cams = Cameras(tensors["K"], tensors["c2w"], meta["height"], meta["width"])
-    image_latents, depth, exclude = tensors["image_latents"], tensors["depth"], tensors["exclude"]
+    depth, exclude = tensors["depth"], tensors["exclude"]
     metric = bool(meta.get("depth_metric", True))
+    written, frames = _written(tensors, memory_kind, memory_frames)
 
     # 1. the memory as generation holds it at this chunk: frame 0, then k frames per chunk
-    frames = _rgb_frames(tensors, memory_kind)
     memory = make_memory(
         memory_kind, C, encode, voxel_size, memory_dtype, fusion=fusion, subcells=subcells
     )
     groups = [slice(0, 1)] + [slice(1 + j * k, 1 + (j + 1) * k) for j in range(chunk)]
     for g in groups:
         rgb = None if frames is None else frames[g]
-        obs = observation(memory, rgb, image_latents[g], depth[g], cams[g], exclude[g], metric)
+        obs = observation(memory, rgb, written[g], depth[g], cams[g], exclude[g], metric)
         memory.observe(obs)
 
     # 2. [context | first frame | targets]
     nc = num_context(chunk, context_latents)
-    prev = tensors["chunk_latents"][chunk - 1, 1:] if chunk > 0 else image_latents[:0]
+    prev = tensors["chunk_latents"][chunk - 1, 1:] if chunk > 0 else written[:0]
     context = chunk_context(prev, nc)
-    first = image_latents[a : a + 1]
+    first = written[a : a + 1]  # generation opens a chunk with the latent it wrote last
     targets = tensors["chunk_latents"][chunk, 1:]
     latents = torch.cat([context, first, targets]).permute(1, 0, 2, 3).contiguous()  # [C,F,h,w]
 
@@ -96,15 +103,31 @@ def chunk_sample(
     }
 
 
-def _rgb_frames(tensors: dict, memory_kind: str) -> torch.Tensor | None:
-    """The aligned frames in [0, 1] an RGB memory observes (None for the other kinds)."""
+def _written(tensors: dict, memory_kind: str, memory_frames: str):
+    """The latents [L,C,h,w] written for the aligned frames, and the frames in [0, 1] an RGB
+    memory observes (None for the other kinds), as `memory_frames` says."""
+    if memory_frames not in MEMORY_FRAMES:
+        raise ValueError(f"`memory_frames` must be one of {MEMORY_FRAMES}, got {memory_frames!r}")
+    if memory_frames == "gt":
+        return tensors["image_latents"], _rgb_frames(tensors, memory_kind, "frames")
+    if "decoded_latents" not in tensors:
+        raise ValueError(
+            "`memory_frames` 'decoded' needs the shards' decoded writes: preprocess with "
+            "`decoded_writes`"
+        )
+    return tensors["decoded_latents"], _rgb_frames(tensors, memory_kind, "decoded_frames")
+
+
+def _rgb_frames(tensors: dict, memory_kind: str, key: str) -> torch.Tensor | None:
+    """The aligned frames `key` in [0, 1] an RGB memory observes (None for the other kinds)."""
     if memory_kind != "rgb":
         return None
-    if "frames" not in tensors:
+    if key not in tensors:
         raise ValueError(
-            "an 'rgb' memory needs the shard's RGB frames: preprocess with `keep_frames`"
+            f"an 'rgb' memory needs the shard's `{key}`: preprocess with `keep_frames`"
+            + (" and `decoded_writes`" if key == "decoded_frames" else "")
         )
-    return tensors["frames"].float() / 255
+    return tensors[key].float() / 255
 
 
 class ShardDataset(Dataset):
@@ -125,6 +148,7 @@ class ShardDataset(Dataset):
         memory_kind: str = "latent",
         encode=None,
         subcells: int = DEFAULT_SUBCELLS,
+        memory_frames: str = "gt",
     ):
         self.headers = check_shard_dir(root)
         first = self.headers[0]
@@ -134,11 +158,22 @@ class ShardDataset(Dataset):
         self.context_latents, self.voxel_size = context_latents, voxel_size
         self.memory_dtype, self.fusion = memory_dtype, fusion
         self.memory_kind, self.encode, self.subcells = memory_kind, encode, subcells
-        if memory_kind == "rgb" and "frames" not in self.headers[0]["shapes"]:
+        self.memory_frames = memory_frames
+        need = {"gt": ("image_latents",), "decoded": ("decoded_latents",)}.get(memory_frames)
+        if need is None:
             raise ValueError(
-                f"{self.headers[0]['path']}: an 'rgb' memory needs the shards' RGB frames "
-                "(preprocess with `keep_frames`)"
+                f"`memory_frames` must be one of {MEMORY_FRAMES}, got {memory_frames!r}"
             )
+        if memory_kind == "rgb":
+            need += ("frames",) if memory_frames == "gt" else ("decoded_frames",)
+        for hd in self.headers:  # every shard, before training starts
+            missing = [k for k in need if k not in hd["shapes"]]
+            if missing:
+                raise ValueError(
+                    f"{hd['path']}: memory {memory_kind!r} from {memory_frames!r} frames needs "
+                    f"{missing} (preprocess with `keep_frames` for rgb, `decoded_writes` for "
+                    "decoded)"
+                )
         self.items = [
             (i, c)
             for i, hd in enumerate(self.headers)
@@ -161,7 +196,7 @@ class ShardDataset(Dataset):
         tensors, meta = self._load(self.headers[shard]["path"])
         sample = chunk_sample(
             tensors, meta, chunk, self.context_latents, self.voxel_size, self.memory_dtype,
-            self.fusion, self.memory_kind, self.encode, self.subcells,
+            self.fusion, self.memory_kind, self.encode, self.subcells, self.memory_frames,
         )  # fmt: skip
         del sample["memory"]
         return sample
