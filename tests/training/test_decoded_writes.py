@@ -1,6 +1,8 @@
 """Decoded writes: training memories that hold what generation writes (chunks decoded as video,
 re-encoded), checked against closed forms, the VAE itself and a hand-built memory."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from mirage.training.config import TrainConfig
 from mirage.training.preprocess import PreprocessConfig, decoded_writes, preprocess
 from mirage.training.samples import ShardDataset, chunk_sample
 
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "add_decoded_writes.py"
 SMALL = dict(num_clips=1, num_frames=17, chunk_frames=9, height=32, width=32, kind="indoor",
              num_dynamic=0, trajectories=("pan_right",), progress=False, threads=1,
              keep_frames=True)  # fmt: skip
@@ -53,11 +56,19 @@ def test_each_chunk_decodes_from_the_latent_written_last():
 
 @pytest.fixture(scope="module")
 def upgraded(tmp_path_factory):
-    """A shard folder written plainly, then given its decoded writes by a second run."""
+    """A shard folder written plainly, then given its decoded writes by
+    scripts/add_decoded_writes.py (preprocess again from the folder's own index)."""
+    import importlib.util
+
     out = tmp_path_factory.mktemp("decoded-shards")
     preprocess(PreprocessConfig(out=str(out), **SMALL))
     before = load_shard(out / shard_name(0))[0]
-    preprocess(PreprocessConfig(out=str(out), decoded_writes=True, **SMALL))
+    vae_dir = out.parent / "tiny-vae"
+    tiny_components(0).vae.save_pretrained(vae_dir)  # the random tiny VAE preprocess used
+    spec = importlib.util.spec_from_file_location("add_decoded_writes", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--shards", str(out), "--vae", str(vae_dir)])
     return out, before
 
 
