@@ -37,7 +37,10 @@ from mirage.memory.latent import DEFAULT_FUSION, DEFAULT_SUBCELLS
 from mirage.pipeline.chunks import check_context, num_context
 from mirage.pipeline.conditioning import chunk_context, observation, side_condition
 
-MEMORY_FRAMES = ("gt", "decoded")  # what a training memory holds (see the module docstring)
+# what a training memory holds (see the module docstring) -> the shard tensors it is written
+# from: the latents, and the frames an RGB memory observes
+WRITTEN_FROM = {"gt": ("image_latents", "frames"), "decoded": ("decoded_latents", "decoded_frames")}
+MEMORY_FRAMES = tuple(WRITTEN_FROM)
 
 
 def chunk_sample(
@@ -72,7 +75,10 @@ def chunk_sample(
     cams = Cameras(tensors["K"], tensors["c2w"], meta["height"], meta["width"])
     depth, exclude = tensors["depth"], tensors["exclude"]
     metric = bool(meta.get("depth_metric", True))
-    written, frames = _written(tensors, memory_kind, memory_frames)
+    keys = written_keys(memory_kind, memory_frames)
+    _check_written(tensors, keys, "the shard")
+    written = tensors[keys[0]]
+    frames = tensors[keys[1]].float() / 255 if memory_kind == "rgb" else None
 
     # 1. the memory as generation holds it at this chunk: frame 0, then k frames per chunk
     memory = make_memory(
@@ -103,31 +109,22 @@ def chunk_sample(
     }
 
 
-def _written(tensors: dict, memory_kind: str, memory_frames: str):
-    """The latents [L,C,h,w] written for the aligned frames, and the frames in [0, 1] an RGB
-    memory observes (None for the other kinds), as `memory_frames` says."""
-    if memory_frames not in MEMORY_FRAMES:
+def written_keys(memory_kind: str, memory_frames: str) -> tuple[str, ...]:
+    """The shard tensors a `memory_kind` memory written from `memory_frames` reads: the
+    latents, and for an RGB memory the frames it observes."""
+    if memory_frames not in WRITTEN_FROM:
         raise ValueError(f"`memory_frames` must be one of {MEMORY_FRAMES}, got {memory_frames!r}")
-    if memory_frames == "gt":
-        return tensors["image_latents"], _rgb_frames(tensors, memory_kind, "frames")
-    if "decoded_latents" not in tensors:
-        raise ValueError(
-            "`memory_frames` 'decoded' needs the shards' decoded writes: preprocess with "
-            "`decoded_writes`"
-        )
-    return tensors["decoded_latents"], _rgb_frames(tensors, memory_kind, "decoded_frames")
+    latents, frames = WRITTEN_FROM[memory_frames]
+    return (latents, frames) if memory_kind == "rgb" else (latents,)
 
 
-def _rgb_frames(tensors: dict, memory_kind: str, key: str) -> torch.Tensor | None:
-    """The aligned frames `key` in [0, 1] an RGB memory observes (None for the other kinds)."""
-    if memory_kind != "rgb":
-        return None
-    if key not in tensors:
+def _check_written(present, keys: tuple[str, ...], where: str) -> None:
+    missing = [k for k in keys if k not in present]
+    if missing:
         raise ValueError(
-            f"an 'rgb' memory needs the shard's `{key}`: preprocess with `keep_frames`"
-            + (" and `decoded_writes`" if key == "decoded_frames" else "")
+            f"{where}: the memory needs {missing}: preprocess with `keep_frames` (an rgb "
+            "memory's frames) and `decoded_writes` (decoded frames)"
         )
-    return tensors[key].float() / 255
 
 
 class ShardDataset(Dataset):
@@ -159,21 +156,9 @@ class ShardDataset(Dataset):
         self.memory_dtype, self.fusion = memory_dtype, fusion
         self.memory_kind, self.encode, self.subcells = memory_kind, encode, subcells
         self.memory_frames = memory_frames
-        need = {"gt": ("image_latents",), "decoded": ("decoded_latents",)}.get(memory_frames)
-        if need is None:
-            raise ValueError(
-                f"`memory_frames` must be one of {MEMORY_FRAMES}, got {memory_frames!r}"
-            )
-        if memory_kind == "rgb":
-            need += ("frames",) if memory_frames == "gt" else ("decoded_frames",)
+        keys = written_keys(memory_kind, memory_frames)
         for hd in self.headers:  # every shard, before training starts
-            missing = [k for k in need if k not in hd["shapes"]]
-            if missing:
-                raise ValueError(
-                    f"{hd['path']}: memory {memory_kind!r} from {memory_frames!r} frames needs "
-                    f"{missing} (preprocess with `keep_frames` for rgb, `decoded_writes` for "
-                    "decoded)"
-                )
+            _check_written(hd["shapes"], keys, hd["path"])
         self.items = [
             (i, c)
             for i, hd in enumerate(self.headers)
