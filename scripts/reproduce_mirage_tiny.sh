@@ -6,7 +6,9 @@
 #   branch fine-tuned alone on latent readouts and, with the same budget, on RGB-cache
 #   readouts (the paper's explicit-RGB ablation), both put into the folder with every weight
 #   file's SHA-256 recorded. The latent readouts use the generation defaults (running-mean
-#   fusion, 2x2 sub-cells); the RGB cache has neither.
+#   fusion, 2x2 sub-cells); the RGB cache has neither. Both memories hold what generation
+#   writes into them (the chunks decoded by the folder's VAE as video and re-encoded:
+#   `--memory-frames decoded`), not the clips' own frames.
 # Every step resumes from its newest checkpoint: run the same command again after an
 # interruption. Usage: scripts/reproduce_mirage_tiny.sh [WORK_DIR]
 set -euo pipefail
@@ -35,12 +37,16 @@ wait $dec
 "$PY" scripts/assemble_mirage_tiny.py --vae "$W/decoder/vae" --transformer "$W/train/stage0" \
     --out "$W/mirage-tiny" --supersample 2
 # 4. both side branches fine-tuned alone (stage 1, base frozen) with equal budgets: on latent
-#    readouts, and on RGB-cache renders encoded by the model's VAE (the shards keep their frames)
+#    readouts, and on RGB-cache renders encoded by the model's VAE (the shards keep their
+#    frames); the memories are filled with the frames the folder's VAE decodes (added to the
+#    shards first, nothing rendered again)
+"$PY" scripts/add_decoded_writes.py --shards "$W/shards" --vae "$W/mirage-tiny/vae" \
+    > "$W/decoded_writes.log" 2>&1
 for memory in latent rgb; do
     vae=(); [[ $memory == rgb ]] && vae=(--vae "$W/mirage-tiny/vae")
     "$PY" -m mirage train --data "$W/shards" --out "$W/$memory/stage1" --stage 1 \
         --transformer "$W/mirage-tiny" --side-branch "$W/mirage-tiny/side_branch.safetensors" \
-        --memory $memory "${vae[@]}" --steps 1200 --batch-size 8 --lr 2e-4 --schedule cosine \
+        --memory $memory "${vae[@]}" --memory-frames decoded --steps 1200 --batch-size 8 --lr 2e-4 --schedule cosine \
         --warmup 50 --checkpoint-every 100 --resume latest --threads 1 --mixed-precision no \
         > "$W/$memory.log" 2>&1 &
 done

@@ -13,8 +13,8 @@ from mirage.models.loading import TINY_MODEL_DIR as DEFAULT_MODEL
 from mirage.training.autoencoder import AutoencoderConfig, lr_at, train_autoencoder
 
 # Floors measured on the shipped weights (v2, MODEL_CARD.md), set below the measured values
-# with margin: VAE 27.42 dB; 2 chunks with latent memory 20.56 dB (none: 17.88 dB), noise
-# seed 0, 4 steps; frame 16, back at frame 0's pose, 22.43 dB (none 15.74, the VAE's own
+# with margin: VAE 27.42 dB; 2 chunks with latent memory 20.62 dB (none: 17.46 dB), noise
+# seed 0, 4 steps; frame 16, back at frame 0's pose, 22.90 dB (none 14.91, the VAE's own
 # chunk-video round trip of the ground truth 21.71).
 VAE_PSNR_FLOOR = 26.0  # dB, image latents of frames 0, 8, 16 of the held-out loop
 GEN_PSNR_FLOOR = 19.0  # dB, latent memory, 2 chunks, frames 1..16 against ground truth
