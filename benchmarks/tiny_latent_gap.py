@@ -11,7 +11,9 @@ image latents the memory stores are from the video latents the DiT generates.
    single-frame (image latent) round trips of the loop's frames. 2. With `--shards`:
    per-channel correlation between each target slot's video latent and the image latent of
    the frame whose camera the slot takes, and the share of the video latents' variance a
-   least-squares linear map (with bias) from image latents explains. Prints the figures and
+   least-squares linear map (with bias) from image latents explains; where the shards hold
+   decoded writes (`scripts/add_decoded_writes.py`), the PSNR of what a training memory holds
+   decoded alone, ground-truth image latents against decoded writes. Prints the figures and
    writes them to benchmarks/results/tiny_latent_gap.json.
 """
 
@@ -46,12 +48,17 @@ def round_trip_per_frame(vae, ss: int) -> dict:
     return out
 
 
-def latent_gap(shards: Path, clips: int) -> dict:
+def latent_gap(shards: Path, clips: int, vae) -> dict:
     from mirage.data.shards import load_shard
+    from mirage.eval.metrics import psnr
 
-    video, image = [], []
+    video, image, written = [], [], {"image_latents": [], "decoded_latents": []}
     for f in sorted(glob.glob(str(shards / "clip-*.safetensors")))[:clips]:
         t, _ = load_shard(f)
+        if "decoded_latents" in t and "frames" in t:  # what each memory shows, decoded alone
+            frames = t["frames"][1:].float() / 255  # frame 0 is the given image in both
+            for key, scores in written.items():
+                scores.append(float(psnr(vae.decode_images(t[key][1:]), frames).mean))
         cl, il = t["chunk_latents"], t["image_latents"]  # [n,k+1,C,h,w], [L,C,h,w]
         k = cl.shape[1] - 1
         for c in range(cl.shape[0]):
@@ -64,7 +71,11 @@ def latent_gap(shards: Path, clips: int) -> dict:
     X1 = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
     residual = V - X1 @ torch.linalg.lstsq(X1, V).solution
     r2 = 1 - float(residual.var(0).sum() / V.var(0).sum())
-    return {"cells": len(V), "channel_correlation": corr, "linear_r2": r2}
+    out = {"cells": len(V), "channel_correlation": corr, "linear_r2": r2}
+    if written["image_latents"]:
+        out["memory_psnr"] = {k: sum(v) / len(v) for k, v in written.items()}
+        out["memory_psnr_clips"] = len(written["image_latents"])
+    return out
 
 
 def main(argv=None) -> None:
@@ -86,7 +97,7 @@ def main(argv=None) -> None:
     res = {"model": str(model), "round_trip_psnr_per_frame": round_trip_per_frame(
         vae, synthetic_supersample(model))}  # fmt: skip
     if args.shards:
-        res["latent_gap"] = latent_gap(Path(args.shards), args.clips)
+        res["latent_gap"] = latent_gap(Path(args.shards), args.clips, vae)
     res["machine"] = describe_machine("cpu")
     write_json(RESULTS / "tiny_latent_gap.json", res)
     for name, r in res["round_trip_psnr_per_frame"].items():
@@ -98,6 +109,12 @@ def main(argv=None) -> None:
     if args.shards:
         g = res["latent_gap"]
         print("channel correlation", " ".join(f"{c:.2f}" for c in g["channel_correlation"]))
+        if "memory_psnr" in g:
+            m = g["memory_psnr"]
+            n = g["memory_psnr_clips"]
+            print(f"memory contents decoded alone over {n} clips: ground-truth "
+                  f"image latents {m['image_latents']:.2f} dB, decoded writes "
+                  f"{m['decoded_latents']:.2f} dB")  # fmt: skip
         print(f"linear R^2 image -> video latents: {g['linear_r2']:.3f} over {g['cells']} cells")
 
 

@@ -46,8 +46,8 @@ for memory in latent rgb; do
     vae=(); [[ $memory == rgb ]] && vae=(--vae "$W/mirage-tiny/vae")
     "$PY" -m mirage train --data "$W/shards" --out "$W/$memory/stage1" --stage 1 \
         --transformer "$W/mirage-tiny" --side-branch "$W/mirage-tiny/side_branch.safetensors" \
-        --memory $memory "${vae[@]}" --memory-frames decoded --steps 1200 --batch-size 8 --lr 2e-4 --schedule cosine \
-        --warmup 50 --checkpoint-every 100 --resume latest --threads 1 --mixed-precision no \
+        --memory $memory "${vae[@]}" --memory-frames decoded --steps 1200 --batch-size 8 \
+        --lr 2e-4 --schedule cosine --warmup 50 --checkpoint-every 100 --resume latest --threads 1 --mixed-precision no \
         > "$W/$memory.log" 2>&1 &
 done
 wait

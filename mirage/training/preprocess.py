@@ -189,7 +189,7 @@ def decoded_writes(vae, chunk_latents: torch.Tensor, image_latents: torch.Tensor
     latents, frames = [image_latents[:1].cpu()], []
     for chunk in chunk_latents:
         first = latents[-1][-1:].to(chunk.device)
-        video = vae.decode(torch.cat([first, chunk[1:]])).clamp(0, 1)  # [4k+1,3,H,W]
+        video = vae.decode(torch.cat([first, chunk[1:]]))  # [4k+1,3,H,W] in [0, 1]
         frames.append(video[4::4].cpu())
         latents.append(vae.encode_images(video[4::4]).cpu())
     return torch.cat(latents), torch.cat(frames)
