@@ -175,7 +175,7 @@ def main(argv=None) -> None:
     from mirage.eval.loops import HELDOUT_SEEDS
     from mirage.eval.machine import describe_machine
     from mirage.eval.report import write_csv
-    from mirage.models.loading import TINY_MODEL_DIR
+    from mirage.models.loading import TINY_MODEL_DIR, weight_hashes
     from mirage.perception import GroundTruthDepth
     from mirage.pipeline.loading import build_pipeline
     from mirage.pipeline.runner import synthetic_supersample
@@ -219,6 +219,7 @@ def main(argv=None) -> None:
         "command": "python benchmarks/tiny_quality.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "model": str(model),
+        "weights_sha256": weight_hashes(model),
         "supersample": ss,
         "scenes": [list(s) for s in scenes],
         "frames": args.frames,

@@ -15,18 +15,9 @@ checks them). With neither, only the hashes are refreshed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
-
-
-def weight_hashes(folder: Path) -> dict[str, str]:
-    """SHA-256 of every .safetensors file under `folder`, by relative path."""
-    out = {}
-    for f in sorted(folder.rglob("*.safetensors")):
-        out[f.relative_to(folder).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
-    return out
 
 
 def _put(model: Path, src: Path, memory: str, name: str) -> dict:
@@ -55,6 +46,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     from mirage.atomic import write_json
+    from mirage.models.loading import weight_hashes
     from mirage.pipeline.loading import RGB_SIDE_BRANCH_FILE, SIDE_BRANCH_FILE
 
     model = Path(args.model)

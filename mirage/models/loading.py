@@ -12,12 +12,15 @@ Public names:
   configurations (as in the diffusers folder's `config.json` files).
 - `tiny_transformer_config(**overrides)`, `tiny_vae_config(**overrides)`: toy configurations.
 - `make_scheduler(shift=5.0)`: the flow-matching UniPC scheduler Wan2.2 uses.
+- `weight_hashes(folder)`: SHA-256 of every .safetensors file of a model folder (what a model
+  card quotes and a benchmark records, so a figure names the weights it measured).
 
 diffusers and transformers are imported inside the functions so `import mirage` stays fast.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +166,15 @@ def tiny_transformer_config(**overrides) -> dict:
     }
     cfg.update(overrides)
     return cfg
+
+
+def weight_hashes(folder: str | Path) -> dict[str, str]:
+    """SHA-256 of every .safetensors file under `folder`, by relative path."""
+    folder = Path(folder)
+    return {
+        f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(folder.rglob("*.safetensors"))
+    }
 
 
 def make_scheduler(shift: float = 5.0):

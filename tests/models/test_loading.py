@@ -128,3 +128,22 @@ def test_load_with_text_encoder_and_tokenizer(model_dir, tiny_umt5, tiny_tokeniz
     a = encode_prompts(comp.text_encoder, comp.tokenizer, ["a red house"], max_length=6)
     b = encode_prompts(tiny_umt5, tiny_tokenizer, ["a red house"], max_length=6)
     assert torch.equal(a, b)
+
+
+def test_weight_hashes_name_every_safetensors_file_by_its_relative_path(tmp_path):
+    """Nested weight files are keyed by their posix path inside the folder and hashed over their
+    bytes (digests of known strings); other files are not weights and are left out."""
+    from mirage.models.loading import weight_hashes
+
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"abc")
+    (tmp_path / "side_branch.safetensors").write_bytes(b"")
+    (tmp_path / "mirage.json").write_text("{}")
+    assert weight_hashes(tmp_path) == {
+        "side_branch.safetensors": (
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        ),
+        "vae/diffusion_pytorch_model.safetensors": (
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        ),
+    }
