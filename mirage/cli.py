@@ -77,7 +77,8 @@ def demo(
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e
     typer.echo(result.table)
-    typer.echo(f"wrote side_by_side.mp4, return_frames.png, metrics.json, videos/ to {out}")
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(out).iterdir())
+    typer.echo(f"wrote {', '.join(names)} to {out}")  # what the folder holds, never a stale list
 
 
 # --- explore --------------------------------------------------------------------------------

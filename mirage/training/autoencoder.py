@@ -417,9 +417,12 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
             bar.set_postfix(l1=f"{sum(l1) / len(l1):.4f}")
         if step % cfg.eval_every == 0:
             vae.eval()
-            score = reconstruction_psnr(vae, [c[:5] for c in probe], video=False)["image_psnr"]
+            image = reconstruction_psnr(vae, [c[:5] for c in probe], video=False)["image_psnr"]
+            # the whole clip as one causal video too: how a generated chunk is decoded
+            video = reconstruction_psnr(vae, probe)["video_psnr"]
             vae.train()
-            log.write(json.dumps({"step": step, "heldout_image_psnr": score}) + "\n")
+            rec = {"step": step, "heldout_image_psnr": image, "heldout_video_psnr": video}
+            log.write(json.dumps(rec) + "\n")
             log.flush()
         if step % cfg.checkpoint_every == 0:
             _save_checkpoint(out, vae, opt, step, cfg, rng, gen, cfg.keep_checkpoints)
