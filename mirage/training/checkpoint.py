@@ -202,7 +202,7 @@ def export_model(out: Path, model, cfg, step: int, extra: dict | None = None) ->
     meta = {
         "format": "mirage.training_export",
         "step": step,
-        "config": asdict(cfg),
+        "config": cfg.record(),
         "files": {k: v.name for k, v in paths.items()},
         "side_branch_config": model.side_config,
         **(extra or {}),

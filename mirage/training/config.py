@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from mirage.memory.latent import DEFAULT_FUSION, DEFAULT_SUBCELLS, FUSION_MODES, check_subcells
 from mirage.training.flow import TIMESTEP_SAMPLING
 from mirage.training.samples import MEMORY_FRAMES
 
 STAGES = (0, 1, 2)
+LATENT_MEMORY_KNOBS = ("voxel_size", "fusion", "subcells", "memory_dtype")  # latent memory only
 SCHEDULES = ("cosine", "constant")
 
 
@@ -117,6 +118,14 @@ class TrainConfig:
     @property
     def exports_base(self) -> bool:
         return self.stage == 0 if self.export_base is None else self.export_base
+
+    def record(self) -> dict:
+        """The config as an export records it. The latent memory's knobs are None when the run
+        read another memory: they configured nothing, and the record must not say they did."""
+        d = asdict(self)
+        if self.memory != "latent":
+            d.update(dict.fromkeys(LATENT_MEMORY_KNOBS, None))
+        return d
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

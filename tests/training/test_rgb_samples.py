@@ -51,3 +51,17 @@ def test_rgb_memory_needs_frames_and_a_vae(rgb_shards, shards):
     ds = ShardDataset(rgb_shards, memory_kind="rgb", encode=VideoVAE(tiny_components(0).vae)
                       .encode_images)  # fmt: skip
     assert ds[1]["condition"].shape[0] == 17
+
+
+def test_an_rgb_run_records_no_latent_memory_knobs():
+    from dataclasses import asdict
+
+    from mirage.training.config import LATENT_MEMORY_KNOBS
+
+    rgb = TrainConfig(data="d", out="o", memory="rgb", vae="v", fusion="mean", subcells=2)
+    rec = rgb.record()
+    assert all(rec[k] is None for k in LATENT_MEMORY_KNOBS)  # they configured nothing
+    kept = {k: v for k, v in asdict(rgb).items() if k not in LATENT_MEMORY_KNOBS}
+    assert {k: rec[k] for k in kept} == kept
+    latent = TrainConfig(data="d", out="o", fusion="latest", subcells=1)
+    assert latent.record() == asdict(latent) and latent.record()["fusion"] == "latest"
