@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# mirage-tiny v2 from scratch on a 2-core CPU, one torch thread per job (about 4 hours):
+# mirage-tiny v2 from scratch on a 2-core CPU, one torch thread per job (about 5 h 20 min:
+#   VAE 88 min, decoder 175 min beside shards + DiT, decoded writes 8 min, branches 48 min):
 #   1. the VAE (encoder + decoder), 2. in parallel: the DiT + side branch on that encoder's
 #   latents, and the decoder alone fine-tuned on whole 9-frame clips (the encoder stays
 #   frozen, so the DiT's shards stay valid), 3. the model folder, 4. in parallel, the side
