@@ -148,7 +148,8 @@ def test_train_autoencoder_resumes_and_exports_statistics(tmp_path):
     # The step-2 evaluation logs the probe clip's causal-video round trip of these weights.
     from mirage.eval.metrics import psnr
 
-    probe = _render_clips(AutoencoderConfig(**kw), AutoencoderConfig(**kw).eval_seed + 1, 1)[0]
+    cfg = AutoencoderConfig(**kw)
+    probe = _render_clips(cfg, cfg.eval_seed + 1, 1)[0]  # the trainer's probe clip
     (logged,) = [r for r in log if "heldout_video_psnr" in r]
     expected = float(psnr(vae.decode(vae.encode_video(probe)), probe).mean)
     assert logged["step"] == 2 and logged["heldout_video_psnr"] == pytest.approx(expected, abs=0.05)
