@@ -77,8 +77,8 @@ def demo(
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e
     typer.echo(result.table)
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(out).iterdir())
-    typer.echo(f"wrote {', '.join(names)} to {out}")  # what the folder holds, never a stale list
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in result.out.iterdir())
+    typer.echo(f"wrote {', '.join(names)} to {result.out}")  # what it holds, never a stale list
 
 
 # --- explore --------------------------------------------------------------------------------

@@ -290,8 +290,10 @@ def latent_statistics(vae, frames: torch.Tensor) -> tuple[list[float], list[floa
 
 
 @torch.no_grad()
-def reconstruction_psnr(vae, clips: list[torch.Tensor], video: bool = True) -> dict:
-    """Mean PSNR (dB) of image-latent and video (causal clip) reconstructions of clips [T,3,H,W].
+def reconstruction_psnr(vae, clips: list[torch.Tensor], video: bool = True,
+                        image: bool = True) -> dict:  # fmt: skip
+    """Mean PSNR (dB) of image-latent and/or video (causal clip) reconstructions of clips
+    [T,3,H,W]: keys `image_psnr`, `video_psnr` for the parts asked for.
 
     Per-frame PSNR from torchmetrics directly, averaged over frames as `mirage.eval.metrics.psnr`
     reports it (training does not import eval: they sit on one layer).
@@ -307,15 +309,12 @@ def reconstruction_psnr(vae, clips: list[torch.Tensor], video: bool = True) -> d
         return float(per_frame.mean())
 
     v = VideoVAE(vae)
-    img, vid = [], []
-    for c in clips:
-        img.append(psnr(v.decode_images(v.encode_images(c)), c))
-        if video:
-            vid.append(psnr(v.decode(v.encode_video(c)), c))
-    out = {"image_psnr": sum(img) / len(img)}
+    out = {}
+    if image:
+        out["image_psnr"] = sum(psnr(v.decode_images(v.encode_images(c)), c) for c in clips)
     if video:
-        out["video_psnr"] = sum(vid) / len(vid)
-    return out
+        out["video_psnr"] = sum(psnr(v.decode(v.encode_video(c)), c) for c in clips)
+    return {k: total / len(clips) for k, total in out.items()}
 
 
 def _render_clips(cfg: AutoencoderConfig, seed: int, n: int) -> list[torch.Tensor]:
@@ -419,7 +418,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
             vae.eval()
             image = reconstruction_psnr(vae, [c[:5] for c in probe], video=False)["image_psnr"]
             # the whole clip as one causal video too: how a generated chunk is decoded
-            video = reconstruction_psnr(vae, probe)["video_psnr"]
+            video = reconstruction_psnr(vae, probe, image=False)["video_psnr"]
             vae.train()
             rec = {"step": step, "heldout_image_psnr": image, "heldout_video_psnr": video}
             log.write(json.dumps(rec) + "\n")

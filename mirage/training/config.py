@@ -10,8 +10,8 @@ from mirage.training.flow import TIMESTEP_SAMPLING
 from mirage.training.samples import MEMORY_FRAMES
 
 STAGES = (0, 1, 2)
-LATENT_MEMORY_KNOBS = ("voxel_size", "fusion", "subcells", "memory_dtype")  # latent memory only
 SCHEDULES = ("cosine", "constant")
+LATENT_MEMORY_KNOBS = ("voxel_size", "fusion", "subcells", "memory_dtype")  # latent memory only
 
 
 @dataclass(frozen=True)
