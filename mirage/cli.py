@@ -159,7 +159,7 @@ def generate(
     context_latents: int = typer.Option(2, help="Previous-chunk latents as context (0..k)."),
     voxel_size: str = typer.Option("footprint", help=VOXEL_HELP),
     fusion: str = typer.Option(
-        "mean", help="How a stored surface takes a new view: mean | latest."
+        "mean", help="How a stored surface takes a new view: mean | latest | first."
     ),
     subcells: int = typer.Option(
         2, help="Latent-memory sub-cells per cell side, averaged on read (1: one point per cell)."
@@ -286,7 +286,7 @@ def train(
     ),
     vae: Path = typer.Option(None, help="VAE folder that encodes RGB renders (--memory rgb)."),
     fusion: str = typer.Option(
-        None, help="Latent-memory fusion of the readouts: mean | latest (as generation) [mean]."
+        None, help="Latent-memory fusion of readouts: mean | latest | first (as generation) [mean]."
     ),
     subcells: int = typer.Option(
         None, help="Latent-memory sub-cells per cell side of the readouts (as generation) [2]."

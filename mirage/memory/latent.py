@@ -38,7 +38,7 @@ from mirage.memory.tensors import check_finite, load_tensors
 
 FORMAT = "mirage.latent_spatial_memory"
 VERSION = 3  # 2 adds the float32 running means of mean fusion, 3 the sub-cell points
-FUSION_MODES = ("latest", "mean")
+FUSION_MODES = ("latest", "mean", "first")
 # The generation and training defaults (GenerationConfig, TrainConfig, make_memory, training
 # samples): running-mean fusion and 2x2 sub-cell reads (docs/memory.md has the measurements).
 # The class itself reads one point per cell unless told otherwise, as the paper does.
@@ -76,21 +76,23 @@ class LatentSpatialMemory:
         device: where the points live and where reads run.
         fusion: how a voxel already holding a point takes a new observation of the same
             surface: "mean" (running mean of positions and latents, accumulated in float32:
-            the default, it reads back cleaner, docs/memory.md) or "latest" (the new
-            observation replaces the old).
+            the default, it reads back cleaner, docs/memory.md), "latest" (the new
+            observation replaces the old) or "first" (the surface keeps the latent it was
+            first seen with: later views only add what no earlier one saw, or a nearer
+            surface; a revisit reads back what was seen, not what was generated since).
 
     Fusion is decided by what the observing view sees, so a farther surface never replaces a
     nearer one:
 
     - "footprint": the memory is read (z-buffer) in the new view first. A valid cell where
       the view sees the stored point at its own depth (within 20 %) observes that point:
-      its latent is fused ("latest" or "mean"; the point keeps its position, so the coverage
-      earlier views rely on stays). A cell that shows nothing (unless half its neighbours show a
-      surface at its depth: a gap between resampled points) or a stored point behind the new
-      surface adds a point. A cell whose new surface lies behind the stored point (the
-      view sees past an edge) adds nothing. The cache grows only where some view would read
-      a hole: it is bounded by the scene's surfaces at the resolution they were seen, not by
-      time (`tests/memory` checks a 1,000-frame walk in one room).
+      its latent is fused ("latest", "mean"; "first" keeps it; the point keeps its position,
+      so the coverage earlier views rely on stays). A cell that shows nothing (unless half its
+      neighbours show a surface at its depth: a gap between resampled points) or a stored
+      point behind the new surface adds a point. A cell whose new surface lies behind the
+      stored point (the view sees past an edge) adds nothing. The cache grows only where some
+      view would read a hole: it is bounded by the scene's surfaces at the resolution they
+      were seen, not by time (`tests/memory` checks a 1,000-frame walk in one room).
     - fixed voxels: per view, the nearest observation of each voxel; it replaces (or joins
       the mean of) the stored point unless it lies behind it by more than half a voxel.
     """
@@ -248,8 +250,10 @@ class LatentSpatialMemory:
         # distinct slots: a z-buffer shows each point in at most one cell of a view
         if self.fusion == "latest":
             self._overwrite(hit[same], None, feats[same], subs=_rows(subs, same))
-        else:
+        elif self.fusion == "mean":
             self._fold_mean(hit[same], None, feats[same], _rows(subs, same))
+        else:  # "first": the stored latent stays; the point counts the observation
+            self.counts[hit[same]] += 1
         return self._append(points[new], feats[new], _rows(subs, new))
 
     def _fuse_in_voxels(self, points, feats, z, cam: Cameras, cells, subs=None) -> int:
@@ -278,7 +282,10 @@ class LatentSpatialMemory:
         else:
             self._overwrite(slot[nearer], p_new[nearer], f_new[nearer], restart=True,
                             subs=_rows(s_new, nearer))  # fmt: skip
-            self._fold_mean(slot[same], p_new[same], f_new[same], _rows(s_new, same))
+            if self.fusion == "mean":
+                self._fold_mean(slot[same], p_new[same], f_new[same], _rows(s_new, same))
+            else:  # "first": the stored latent stays; the point counts the observation
+                self.counts[slot[same]] += 1
         # 3. voxels not seen before
         self._voxels.append(keys[new])
         return self._append(points[new], feats[new], _rows(subs, new))

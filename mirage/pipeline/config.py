@@ -25,7 +25,7 @@ class GenerationConfig:
     context_latents: int = 2  # latents of the previous chunk carried as clean context (0..k)
     memory: str = "latent"  # "latent" (ours), "rgb" (point-cloud render + VAE), "none"
     voxel_size: float | str | None = FOOTPRINT  # "footprint" (bounded), world units, None
-    fusion: str = DEFAULT_FUSION  # how a stored surface takes a new observation: latest | mean
+    fusion: str = DEFAULT_FUSION  # how a stored surface takes a new view: latest | mean | first
     # latent memory: r x r sub-cells per latent cell, read on an r-times finer grid and
     # averaged per cell (1 = one point per cell, the paper's read; docs/memory.md)
     subcells: int = DEFAULT_SUBCELLS

@@ -132,20 +132,22 @@ def test_fusion_bound_under_pose_jitter(gen):
     assert first > 0.8 * hh * ww and again <= 0.10 * first
 
 
-def test_fusion_latest_wins_and_mean_averages():
+@pytest.mark.parametrize("voxel_size", [0.01, FOOTPRINT])
+def test_fusion_latest_wins_mean_averages_first_keeps(voxel_size):
     K = intrinsics(H, W)
     cam = Cameras(K, torch.eye(4), H, W)
     depth = torch.full((1, H, W), 2.0)
     a, b = torch.zeros(1, C, h, w), torch.ones(1, C, h, w)
-    latest = LatentSpatialMemory(C, voxel_size=0.01, dtype=torch.float32, fusion="latest")
-    mean = LatentSpatialMemory(C, voxel_size=0.01, dtype=torch.float32, fusion="mean")
-    for mem in (latest, mean):
+    mems = {f: LatentSpatialMemory(C, voxel_size=voxel_size, dtype=torch.float32, fusion=f)
+            for f in ("latest", "mean", "first")}  # fmt: skip
+    for mem in mems.values():
         mem.insert(a, depth, cam)
         mem.insert(b, depth, cam)
         mem.insert(b, depth, cam)
         assert mem.num_points == h * w and torch.all(mem.counts == 3)
-    assert torch.all(latest.read(cam).latents == 1.0)
-    torch.testing.assert_close(mean.read(cam).latents, torch.full((1, C, h, w), 2 / 3))
+    assert torch.all(mems["latest"].read(cam).latents == 1.0)
+    torch.testing.assert_close(mems["mean"].read(cam).latents, torch.full((1, C, h, w), 2 / 3))
+    assert torch.all(mems["first"].read(cam).latents == 0.0)
 
 
 def test_farther_surface_never_replaces_a_nearer_one_in_a_voxel():
@@ -160,7 +162,7 @@ def test_farther_surface_never_replaces_a_nearer_one_in_a_voxel():
     panel_b = (0.6 + 2.0 * u < 0).expand(1, H, W)  # B's rays that hit the panel first
     panel_cells = torch.arange(w) < w // 2
     lat_a = torch.where(panel_cells, 0.0, 1.0).expand(1, C, h, w)  # 0 = panel, 1 = wall
-    for fusion in ("latest", "mean"):
+    for fusion in ("latest", "mean", "first"):
         mem = LatentSpatialMemory(C, voxel_size=1.0, dtype=torch.float32, fusion=fusion)
         mem.insert(lat_a, torch.where(panel_a, 2.0, 2.9), a)
         mem.insert(torch.ones(1, C, h, w), torch.where(panel_b, 0.0, 2.9), b)
