@@ -153,3 +153,26 @@ def test_train_autoencoder_resumes_and_exports_statistics(tmp_path):
     (logged,) = [r for r in log if "heldout_video_psnr" in r]
     expected = float(psnr(vae.decode(vae.encode_video(probe)), probe).mean)
     assert logged["step"] == 2 and logged["heldout_video_psnr"] == pytest.approx(expected, abs=1e-3)
+
+def test_tie_loss_is_the_normalised_image_video_latent_gap():
+    """`tie_loss` equals the mean squared gap between `VideoVAE`'s normalised video latents
+    m >= 1 of a clip and the image latents of frames 4m, each frame encoded alone."""
+    from mirage.models.vae import VideoVAE
+    from mirage.training.autoencoder import _render_clips, make_tiny_vae, tie_loss
+
+    cfg = AutoencoderConfig(out="x", height=32, width=32, base_dim=8, render_frames=9,
+                            num_dynamic=0, spatial_factor=4)  # fmt: skip
+    vae = make_tiny_vae(cfg, seed=3).eval()
+    std = torch.linspace(0.5, 2.0, 16)  # statistics that are not the identity
+    vae.register_to_config(
+        latents_mean=torch.linspace(-1, 1, 16).tolist(), latents_std=std.tolist()
+    )
+    clips = _render_clips(cfg, 5, 2)
+    v = VideoVAE(vae)
+    gaps = [v.encode_video(c)[1:] - v.encode_images(c[4::4]) for c in clips]  # [2,C,h,w] each
+    expected = torch.stack(gaps).pow(2).mean()
+    x = torch.stack(clips).permute(0, 2, 1, 3, 4) * 2 - 1  # [B,3,T,H,W]
+    with torch.no_grad():
+        got = tie_loss(vae, x, vae.encode(x).latent_dist.mean)
+    assert float(got) == pytest.approx(float(expected), rel=1e-4)
+    assert float(expected) > 0.01  # an untrained VAE's two latents differ: the check has teeth

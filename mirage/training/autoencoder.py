@@ -74,6 +74,8 @@ class AutoencoderConfig:
     # objective and optimisation
     kl_weight: float = 1e-6  # weight of the mean KL to N(0, 1) beside the mean L1
     mse_weight: float = 1.0  # weight of the MSE beside the mean L1 (faster on large errors)
+    tie_weight: float = 0.0  # weight of `tie_loss` (video latents near their frames' image
+    # latents) on causal clips; 0 = off
     posterior_noise: float = 0.0  # z = mean + this x std x noise (0: the posterior mean, which
     # inference uses; std 1 at init would drown a short training run in noise)
     max_steps: int = 2000  # optimizer steps
@@ -229,6 +231,12 @@ def _decode_unclamped(vae, z: torch.Tensor) -> torch.Tensor:  # [B,C,t,h,w] -> [
     return torch.cat(outs, 2)
 
 
+@torch.no_grad()
+def _probe_tie(vae, clip: torch.Tensor) -> float:  # clip [T,3,H,W] in [0,1]
+    x = clip.permute(1, 0, 2, 3)[None] * 2 - 1
+    return float(tie_loss(vae, x, vae.encode(x).latent_dist.mean))
+
+
 def _loss(vae, x: torch.Tensor, cfg: AutoencoderConfig, gen: torch.Generator):
     """Mean L1 of the reconstruction of x [B,3,T,H,W] in [-1,1] from a posterior draw + KL."""
     with torch.set_grad_enabled(not cfg.freeze_encoder):
@@ -238,7 +246,27 @@ def _loss(vae, x: torch.Tensor, cfg: AutoencoderConfig, gen: torch.Generator):
     l1 = (rec - x).abs().mean()
     mse = (rec - x).pow(2).mean()
     kl = 0.5 * (post.mean.pow(2) + post.var - 1.0 - post.logvar).mean()
-    return l1 + cfg.mse_weight * mse + cfg.kl_weight * kl, l1.detach()
+    loss = l1 + cfg.mse_weight * mse + cfg.kl_weight * kl
+    if cfg.tie_weight and x.shape[2] > 1:
+        loss = loss + cfg.tie_weight * tie_loss(vae, x, post.mean)
+    return loss, l1.detach()
+
+
+def tie_loss(vae, x: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+    """Mean squared gap between each video latent m >= 1 of clips x [B,3,T,H,W] (`video`
+    [B,C,t,h,w], the posterior mean) and the image latent of its frame 4m (that frame encoded
+    alone), per channel in units of the image latents' spread (`latents_std`).
+
+    The memory stores image latents and the model generates video latents; a VAE whose two
+    agree makes "copy what is visible" an identity, not a translation (mirage-tiny's first
+    VAE left them as far apart as a zero latent is: MODEL_CARD.md)."""
+    frames = x[:, :, 4::4]  # [B,3,t-1,H,W]: the frame each video latent m >= 1 takes
+    B, _, m, H, W = frames.shape
+    singles = frames.permute(0, 2, 1, 3, 4).reshape(B * m, 3, 1, H, W)
+    image = vae.encode(singles).latent_dist.mean.reshape(B, m, -1, *video.shape[-2:])
+    std = torch.tensor(vae.config.latents_std, device=x.device).view(1, -1, 1, 1, 1)
+    gap = (video[:, :, 1:] - image.transpose(1, 2)) / std
+    return gap.pow(2).mean()
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -419,8 +447,9 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
             image = reconstruction_psnr(vae, [c[:5] for c in probe], video=False)["image_psnr"]
             # the whole clip as one causal video too: how a generated chunk is decoded
             video = reconstruction_psnr(vae, probe, image=False)["video_psnr"]
+            rec = {"step": step, "heldout_image_psnr": image, "heldout_video_psnr": video,
+                   "heldout_tie": _probe_tie(vae, probe[0])}  # fmt: skip
             vae.train()
-            rec = {"step": step, "heldout_image_psnr": image, "heldout_video_psnr": video}
             log.write(json.dumps(rec) + "\n")
             log.flush()
         if step % cfg.checkpoint_every == 0:
