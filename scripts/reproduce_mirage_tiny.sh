@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# mirage-tiny v2 from scratch on a 2-core CPU, one torch thread per job (about 5 h 20 min:
-#   VAE 88 min, decoder 175 min beside shards + DiT, decoded writes 8 min, branches 48 min):
+# mirage-tiny v3 from scratch on a 2-core CPU (about 6 h 10 min). v2 first, one torch thread
+#   per job (5 h 20 min: VAE 88 min, decoder 175 min beside shards + DiT, decoded writes 8
+#   min, branches 48 min):
 #   1. the VAE (encoder + decoder), 2. in parallel: the DiT + side branch on that encoder's
 #   latents, and the decoder alone fine-tuned on whole 9-frame clips (the encoder stays
 #   frozen, so the DiT's shards stay valid), 3. the model folder, 4. in parallel, the side
@@ -11,7 +12,8 @@
 #   writes into them (the chunks decoded by the folder's VAE as video and re-encoded:
 #   `--memory-frames decoded`), not the clips' own frames.
 # Every step resumes from its newest checkpoint: run the same command again after an
-# interruption. Usage: scripts/reproduce_mirage_tiny.sh [WORK_DIR]
+# interruption. Usage: scripts/reproduce_mirage_tiny.sh [WORK_DIR]; the result is
+# WORK_DIR/mirage-tiny-v3 (WORK_DIR/mirage-tiny is v2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -54,4 +56,33 @@ done
 wait
 "$PY" scripts/add_side_branches.py --model "$W/mirage-tiny" --latent "$W/latent/stage1" \
     --rgb "$W/rgb/stage1"
-echo "wrote $W/mirage-tiny; score it: $PY benchmarks/tiny_quality.py --model $W/mirage-tiny"
+
+# v3 (two threads per job, one job at a time, about 48 min):
+# 5. the VAE's video latents tied to the image latents the memory stores (encoder + decoder
+#    from step 3's VAE, tie_loss), 6. new shards from it (decoded writes in the same pass), the
+#    DiT and side branch of step 4's folder continued on them (stage 0), 7. the v3 folder,
+#    8. both side branches fine-tuned alone again with equal budgets, side by side.
+export OMP_NUM_THREADS=2
+"$PY" scripts/train_tiny_vae.py --out "$W/tie" --tie-from "$W/mirage-tiny/vae" --threads 2 \
+    > "$W/tie.log" 2>&1
+"$PY" scripts/train_mirage_tiny.py --work "$W/v3" --vae "$W/tie/vae" --clips 320 \
+    --decoded-writes --only shards --threads 2 > "$W/v3-shards.log" 2>&1
+"$PY" scripts/train_mirage_tiny.py --work "$W/v3" --vae "$W/tie/vae" --decoded-writes \
+    --from-model "$W/mirage-tiny" --steps 1500 --lr 3e-4 --only train --threads 2 \
+    > "$W/v3-dit.log" 2>&1
+"$PY" scripts/assemble_mirage_tiny.py --vae "$W/tie/vae" --transformer "$W/v3/train/stage0" \
+    --out "$W/mirage-tiny-v3" --supersample 2
+export OMP_NUM_THREADS=1
+for memory in latent rgb; do
+    vae=(); [[ $memory == rgb ]] && vae=(--vae "$W/mirage-tiny-v3/vae")
+    "$PY" -m mirage train --data "$W/v3/shards" --out "$W/v3/$memory/stage1" --stage 1 \
+        --transformer "$W/mirage-tiny-v3" \
+        --side-branch "$W/mirage-tiny-v3/side_branch.safetensors" --memory $memory "${vae[@]}" \
+        --memory-frames decoded --steps 800 --batch-size 8 --lr 2e-4 --schedule cosine \
+        --warmup 50 --checkpoint-every 100 --resume latest --threads 1 --mixed-precision no \
+        > "$W/v3-$memory.log" 2>&1 &
+done
+wait
+"$PY" scripts/add_side_branches.py --model "$W/mirage-tiny-v3" --latent "$W/v3/latent/stage1" \
+    --rgb "$W/v3/rgb/stage1"
+echo "wrote $W/mirage-tiny-v3; score it: $PY benchmarks/tiny_quality.py --model $W/mirage-tiny-v3"

@@ -45,6 +45,13 @@ def main(argv=None) -> None:
     p.add_argument("--layers", type=int, default=6, help="transformer blocks")
     p.add_argument("--ffn", type=int, default=512, help="transformer feed-forward width")
     p.add_argument("--only", choices=("shards", "train"), default=None)
+    p.add_argument(
+        "--decoded-writes",
+        action="store_true",
+        help="shards keep what generation writes; memories in training hold it",
+    )
+    p.add_argument("--from-model", default=None,
+                   help="stage 0 continues this model folder's DiT and side branch")  # fmt: skip
     args = p.parse_args(argv)
     work = Path(args.work)
 
@@ -58,7 +65,7 @@ def main(argv=None) -> None:
                 num_frames=args.frames, chunk_frames=9, height=args.size, width=args.size,
                 kind="mixed", num_dynamic=1, trajectories=TRAJECTORIES, vae=args.vae,
                 supersample=args.supersample, keep_frames=True, threads=args.threads, seed=0,
-                progress=False,
+                decoded_writes=args.decoded_writes, progress=False,
             )
         )  # fmt: skip
 
@@ -66,11 +73,18 @@ def main(argv=None) -> None:
     from mirage.training.train import train
 
     if args.only in (None, "train"):
-        init = _init_transformer(work / "init_transformer", args, channels=16)
+        if args.from_model:
+            start = {
+                "transformer": args.from_model,
+                "side_branch": str(Path(args.from_model) / "side_branch.safetensors"),
+            }
+        else:
+            start = {"transformer": str(_init_transformer(work / "init_transformer", args, 16))}
         cfg = tiny_stages(
-            str(shards), str(work / "train"), transformer=str(init), batch_size=args.batch_size,
-            max_steps=args.steps, lr=args.lr, threads=args.threads, num_workers=0,
-            checkpoint_every=100, resume="latest", progress=False,
+            str(shards), str(work / "train"), batch_size=args.batch_size, max_steps=args.steps,
+            lr=args.lr, threads=args.threads, num_workers=0, checkpoint_every=100,
+            resume="latest", progress=False,
+            memory_frames="decoded" if args.decoded_writes else "gt", **start,
         )[0]  # fmt: skip
         if not (Path(cfg.out) / "metadata.json").is_file():
             print(f"stage 0: {train(cfg).out}")
