@@ -11,10 +11,11 @@ image latents the memory stores are from the video latents the DiT generates.
    single-frame (image latent) round trips of the loop's frames. 2. With `--shards`:
    per-channel correlation between each target slot's video latent and the image latent of
    the frame whose camera the slot takes, and the share of the video latents' variance a
-   least-squares linear map (with bias) from image latents explains; where the shards hold
-   decoded writes (`scripts/add_decoded_writes.py`), the PSNR of what a training memory holds
-   decoded alone, ground-truth image latents against decoded writes. Prints the figures and
-   writes them to benchmarks/results/tiny_latent_gap.json.
+   least-squares linear map (with bias) from image latents explains, and their mean squared
+   gap as a share of the image latents' mean square (what copying a readout as it is would
+   miss); where the shards hold decoded writes (`scripts/add_decoded_writes.py`), the PSNR of
+   what a training memory holds decoded alone, ground-truth image latents against decoded
+   writes. Prints the figures and writes them to benchmarks/results/tiny_latent_gap.json.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ def latent_gap(shards: Path, clips: int, vae) -> dict:
     X1 = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
     residual = V - X1 @ torch.linalg.lstsq(X1, V).solution
     r2 = 1 - float(residual.var(0).sum() / V.var(0).sum())
-    out = {"cells": len(V), "channel_correlation": corr, "linear_r2": r2}
+    # the copy a memory readout offers as it is: the squared gap as a share of the image
+    # latents' mean square (0: identical; ~1 and more: no closer than a zero latent)
+    share = float((V - X).pow(2).mean() / X.pow(2).mean())
+    out = {"cells": len(V), "channel_correlation": corr, "linear_r2": r2, "gap_share": share}
     if scored:
         out["memory_psnr"] = {k: sum(v) / scored for k, v in written.items()}
         out["memory_psnr_clips"] = scored
@@ -117,6 +121,9 @@ def main(argv=None) -> None:
             held = ", ".join(f"{k} {v:.2f} dB" for k, v in g["memory_psnr"].items())
             print(f"memory contents decoded alone over {g['memory_psnr_clips']} clips: {held}")
         print(f"linear R^2 image -> video latents: {g['linear_r2']:.3f} over {g['cells']} cells")
+        print(
+            f"squared gap video - image latents, share of their mean square: {g['gap_share']:.3f}"
+        )
 
 
 if __name__ == "__main__":
