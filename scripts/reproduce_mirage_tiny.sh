@@ -21,6 +21,24 @@ W=${1:-out/tiny-v2-repro}
 export OMP_NUM_THREADS=1
 mkdir -p "$W"
 
+# Both side branches of MODEL fine-tuned alone (stage 1, base frozen) on SHARDS for STEPS each,
+# side by side with one thread each, into OUT/{latent,rgb}/stage1, then put into MODEL with
+# every weight file's SHA-256. Usage: branches MODEL SHARDS OUT STEPS
+branches() {
+    local model=$1 shards=$2 out=$3 steps=$4 memory vae
+    for memory in latent rgb; do
+        vae=(); [[ $memory == rgb ]] && vae=(--vae "$model/vae")
+        OMP_NUM_THREADS=1 "$PY" -m mirage train --data "$shards" --out "$out/$memory/stage1" \
+            --stage 1 --transformer "$model" --side-branch "$model/side_branch.safetensors" \
+            --memory $memory "${vae[@]}" --memory-frames decoded --steps "$steps" \
+            --batch-size 8 --lr 2e-4 --schedule cosine --warmup 50 --checkpoint-every 100 \
+            --resume latest --threads 1 --mixed-precision no > "$out/$memory.log" 2>&1 &
+    done
+    wait
+    "$PY" scripts/add_side_branches.py --model "$model" --latent "$out/latent/stage1" \
+        --rgb "$out/rgb/stage1"
+}
+
 # 1. VAE (the shipped run stopped at its 88-minute cap, step 2287 of 2500)
 "$PY" scripts/train_tiny_vae.py --out "$W/vae" --max-minutes 88 > "$W/vae.log" 2>&1
 
@@ -45,17 +63,7 @@ wait $dec
 #    shards first, nothing rendered again)
 "$PY" scripts/add_decoded_writes.py --shards "$W/shards" --vae "$W/mirage-tiny/vae" \
     > "$W/decoded_writes.log" 2>&1
-for memory in latent rgb; do
-    vae=(); [[ $memory == rgb ]] && vae=(--vae "$W/mirage-tiny/vae")
-    "$PY" -m mirage train --data "$W/shards" --out "$W/$memory/stage1" --stage 1 \
-        --transformer "$W/mirage-tiny" --side-branch "$W/mirage-tiny/side_branch.safetensors" \
-        --memory $memory "${vae[@]}" --memory-frames decoded --steps 1200 --batch-size 8 \
-        --lr 2e-4 --schedule cosine --warmup 50 --checkpoint-every 100 --resume latest --threads 1 --mixed-precision no \
-        > "$W/$memory.log" 2>&1 &
-done
-wait
-"$PY" scripts/add_side_branches.py --model "$W/mirage-tiny" --latent "$W/latent/stage1" \
-    --rgb "$W/rgb/stage1"
+branches "$W/mirage-tiny" "$W/shards" "$W" 1200
 
 # v3 (two threads per job, one job at a time, about 48 min):
 # 5. the VAE's video latents tied to the image latents the memory stores (encoder + decoder
@@ -72,17 +80,5 @@ export OMP_NUM_THREADS=2
     > "$W/v3-dit.log" 2>&1
 "$PY" scripts/assemble_mirage_tiny.py --vae "$W/tie/vae" --transformer "$W/v3/train/stage0" \
     --out "$W/mirage-tiny-v3" --supersample 2
-export OMP_NUM_THREADS=1
-for memory in latent rgb; do
-    vae=(); [[ $memory == rgb ]] && vae=(--vae "$W/mirage-tiny-v3/vae")
-    "$PY" -m mirage train --data "$W/v3/shards" --out "$W/v3/$memory/stage1" --stage 1 \
-        --transformer "$W/mirage-tiny-v3" \
-        --side-branch "$W/mirage-tiny-v3/side_branch.safetensors" --memory $memory "${vae[@]}" \
-        --memory-frames decoded --steps 800 --batch-size 8 --lr 2e-4 --schedule cosine \
-        --warmup 50 --checkpoint-every 100 --resume latest --threads 1 --mixed-precision no \
-        > "$W/v3-$memory.log" 2>&1 &
-done
-wait
-"$PY" scripts/add_side_branches.py --model "$W/mirage-tiny-v3" --latent "$W/v3/latent/stage1" \
-    --rgb "$W/v3/rgb/stage1"
+branches "$W/mirage-tiny-v3" "$W/v3/shards" "$W/v3" 800
 echo "wrote $W/mirage-tiny-v3; score it: $PY benchmarks/tiny_quality.py --model $W/mirage-tiny-v3"
