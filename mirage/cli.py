@@ -155,6 +155,9 @@ def generate(
         None, help="Denoising steps per chunk (default: the model's, else 20)."
     ),
     guidance: float = typer.Option(1.0, help="Classifier-free guidance scale (1 = off)."),
+    memory_guidance: float = typer.Option(
+        1.0, help="Push each step away from what an empty memory gives (1 = off; 2 passes)."
+    ),
     shift: float = typer.Option(5.0, help="Flow-matching timestep shift of the sampler."),
     context_latents: int = typer.Option(2, help="Previous-chunk latents as context (0..k)."),
     voxel_size: str = typer.Option("footprint", help=VOXEL_HELP),
@@ -203,7 +206,8 @@ def generate(
             size = f"{native['height']}x{native['width']}"
         config = GenerationConfig(
             chunk_frames=chunk_frames, num_inference_steps=steps, shift=shift,
-            guidance_scale=guidance, context_latents=context_latents, memory=memory,
+            guidance_scale=guidance, memory_guidance=memory_guidance,
+            context_latents=context_latents, memory=memory,
             voxel_size=parse_voxel_size(voxel_size), fusion=fusion, subcells=subcells, seed=seed,
             references=references, reference_voxel=reference_voxel, cache=cache,
             cache_threshold=cache_threshold,

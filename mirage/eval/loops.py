@@ -139,17 +139,22 @@ def readout_alone(result, vae, gt: torch.Tensor) -> dict:
 
 
 def run_loop(pipe, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, seed: int,
-             modes=MODES, progress: bool = True) -> dict:  # fmt: skip
+             modes=MODES, progress: bool = True, memory_guidance: float = 1.0) -> dict:  # fmt: skip
     """Generate the loop with each memory mode; returns mode -> dict(frames, metrics).
 
-    `pipe` already holds the scene's depth provider; gt [N,3,H,W] are its rendered frames."""
+    `pipe` already holds the scene's depth provider; gt [N,3,H,W] are its rendered frames.
+    `memory_guidance` applies to every mode that has a memory."""
     from mirage.pipeline import GenerationConfig
     from mirage.pipeline.world_model import STAGES
 
     out = {}
     for mode in modes:
         cfg = GenerationConfig(
-            chunk_frames=chunk_frames, num_inference_steps=steps, memory=mode, seed=seed
+            chunk_frames=chunk_frames,
+            num_inference_steps=steps,
+            memory=mode,
+            seed=seed,
+            memory_guidance=1.0 if mode == "none" else memory_guidance,
         )
         t0 = time.perf_counter()
         result = pipe.generate(gt[0], cameras, config=cfg, progress=progress)

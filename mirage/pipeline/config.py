@@ -31,6 +31,10 @@ class GenerationConfig:
     subcells: int = DEFAULT_SUBCELLS
     memory_dtype: str = "bfloat16"  # storage dtype of the latent memory
     side_scale: float = 1.0  # weight of the side-branch hints
+    # Memory guidance (not in the paper): each step's velocity is pushed away from the one the
+    # model gives with an empty readout, v_empty + w (v - v_empty); 1 = off. One more
+    # transformer pass per step; sharper returns for a little PSNR (docs/memory.md).
+    memory_guidance: float = 1.0
     seed: int = 0  # noise seed: same seed, same video on the same device
     fps: int = 16  # frame rate written to video.mp4
     # Reference-frame retrieval (mirage.pipeline.retrieval): past clean latents as extra clean
@@ -56,6 +60,10 @@ class GenerationConfig:
             raise ValueError(f"`shift` must be > 0, got {self.shift}")
         if self.guidance_scale < 1:
             raise ValueError(f"`guidance_scale` must be >= 1, got {self.guidance_scale}")
+        if not self.memory_guidance >= 0:
+            raise ValueError(f"`memory_guidance` must be >= 0, got {self.memory_guidance}")
+        if self.memory_guidance != 1 and self.memory == "none":
+            raise ValueError("`memory_guidance` needs a memory to guide with, got memory='none'")
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {self.fusion!r}")
         check_subcells(self.subcells)

@@ -30,6 +30,7 @@ def sample_chunk(
     num_ref: int = 0,  # the first num_ref slots of `clean` are retrieved references
     cache: str = "off",  # step cache of the main blocks (mirage.models.step_cache.CACHE_MODES)
     cache_threshold: float = 0.05,  # its threshold (First Block Cache: relative residual change)
+    memory_guidance: float = 1.0,  # w: v = v(empty readout) + w (v(readout) - v(empty)); 1 = off
 ) -> torch.Tensor:  # -> [Ft,C,h,w] denoised target latents (float32)
     sched = copy.deepcopy(scheduler)  # UniPC keeps solver history: one fresh copy per chunk
     sched.set_timesteps(num_steps, device=noise.device)
@@ -38,6 +39,8 @@ def sample_chunk(
     tail = [] if after is None or len(after) == 0 else [after.float()]
     Fa = sum(len(a) for a in tail)
     readout = None if condition is None else condition[None].to(dtype)  # [1,Cin,F-R,h,w]
+    guided = readout is not None and memory_guidance != 1.0
+    empty = torch.zeros_like(readout) if guided else None  # what a cell never seen reads
     x = noise.float() * getattr(sched, "init_noise_sigma", 1.0)
     with step_cache(transformer, cache, cache_threshold):  # fresh per chunk, off after it
         for t in tqdm(sched.timesteps, desc="denoise", leave=False, disable=not progress):
@@ -48,6 +51,10 @@ def sample_chunk(
             if guidance_scale > 1.0:
                 v_null = _velocity(transformer, "uncond", null_text, *args)
                 v = v_null + guidance_scale * (v - v_null)
+            if guided:  # away from what the model would make with no memory at all
+                v_empty = _velocity(transformer, "empty", text, latents, timestep, empty,
+                                    *args[3:])  # fmt: skip
+                v = v_empty + memory_guidance * (v - v_empty)
             x = sched.step(v, t, x).prev_sample
     return x
 

@@ -99,6 +99,11 @@ class MiragePipeline:
                 f"`subcells` {cfg.subcells} must divide the VAE's spatial factor "
                 f"{self.vae.spatial_factor} (the pixels per latent cell side)"
             )
+        profile = getattr(self.transformer, "profile", "mirage")
+        if cfg.memory_guidance != 1 and profile != "mirage":
+            raise ValueError(  # other profiles' side inputs are more than a readout to empty
+                f"`memory_guidance` needs a side branch of the mirage profile, got {profile!r}"
+            )
         plan = plan_chunks(len(cameras), cfg.chunk_frames)
         text_dim = self.transformer.config.text_dim
         if prompt_embeds is not None and (
@@ -284,6 +289,7 @@ class MiragePipeline:
                 inputs.condition, cfg.num_inference_steps, cfg.guidance_scale, null_text,
                 cfg.side_scale, progress, after=inputs.after, num_ref=inputs.num_ref,
                 cache=cfg.cache, cache_threshold=cfg.cache_threshold,
+                memory_guidance=cfg.memory_guidance,
             )  # fmt: skip
         # 3. decode the chunk (slot 0 decodes to the given first frame)
         latents = torch.cat([first, targets])
