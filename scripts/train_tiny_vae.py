@@ -67,6 +67,11 @@ VIDEO_RECIPE = dict(DECODER_RECIPE, freeze_encoder=False, max_steps=1500)
 # the image latent of its frame 4m (`tie_loss`): the memory holds image latents, the DiT
 # generates video latents, and the first VAE left them unrelated. New latents: a new DiT.
 TIE_RECIPE = dict(VIDEO_RECIPE, tie_weight=0.02, lr=2e-4, warmup_steps=20, max_steps=800)
+# `--keyframes-from`: the decoder alone (the encoder, so the image latents, bit-equal) learns to
+# decode a clip from the image latents of frames 0, 4, 8 ("keyframes", mirage.models.vae): the
+# latents the DiT generates become the ones the memory stores. Start from a tied VAE, whose
+# video latents are already near those image latents, so a DiT trained on them carries over.
+KEYFRAME_RECIPE = dict(DECODER_RECIPE, video_latents="keyframes", lr=2e-4, max_steps=800)
 HELDOUT_SEED = 31_337  # never a training seed (training: data_seed 0; trainer eval: 7777, 7778)
 HELDOUT_CLIPS = 12  # mixed indoor/outdoor clips of 9 frames
 
@@ -172,6 +177,8 @@ def main(argv=None) -> None:
                        help="fine-tune this VAE's encoder and decoder on whole clips")  # fmt: skip
     stage.add_argument("--tie-from", default=None,
                        help="fine-tune this VAE's encoder and decoder with tie_loss")  # fmt: skip
+    stage.add_argument("--keyframes-from", default=None,
+                       help="train this VAE's decoder on keyframe latents (encoder frozen)")  # fmt: skip
     p.add_argument("--eval-only", action="store_true", help="score and publish <out>/vae")
     p.add_argument("--publish", default=None, help="copy the VAE and its figures here")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: one core per job)")
@@ -184,6 +191,8 @@ def main(argv=None) -> None:
         recipe = {**DECODER_RECIPE, "init": args.decoder_from}
     elif args.tie_from:
         recipe = {**TIE_RECIPE, "init": args.tie_from}
+    elif args.keyframes_from:
+        recipe = {**KEYFRAME_RECIPE, "init": args.keyframes_from}
     elif args.video_from:
         recipe = {**VIDEO_RECIPE, "init": args.video_from}
     else:

@@ -10,6 +10,12 @@ are not 4k + 1 and sizes that are not multiples of 2 x the spatial factor (the t
 `encode_images` encodes every frame alone as a 1-frame clip: these **image latents** are what
 the latent spatial memory stores. Encoding uses the posterior mode (deterministic), as the
 Wan pipelines do for conditioning frames.
+
+A VAE's config may say how its clips are encoded (`VIDEO_LATENTS_KEY`): "causal" (every Wan
+VAE, the default) runs the clip through the causal encoder; "keyframes" (mirage-tiny from v4)
+takes latent m as the image latent of frame 4m, frame 0 included, and its decoder is trained to
+decode such a sequence into the whole clip. Then what the model generates and what the memory
+stores are one space: a readout is a target as it is, not something to translate.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from __future__ import annotations
 import torch
 
 from mirage.models.cpu_conv import split_conv3d
+
+VIDEO_LATENTS_KEY = "mirage_video_latents"  # VAE config key: how a clip is encoded
+VIDEO_LATENTS = ("causal", "keyframes")
 
 
 class VideoVAE:
@@ -39,8 +48,15 @@ class VideoVAE:
                 f"`vae.config.latents_mean` must have z_dim={vae.config.z_dim} entries, "
                 f"got {len(vae.config.latents_mean)}"
             )
+        video_latents = vae.config.get(VIDEO_LATENTS_KEY, "causal")
+        if video_latents not in VIDEO_LATENTS:
+            raise ValueError(
+                f"`vae.config.{VIDEO_LATENTS_KEY}` must be one of {VIDEO_LATENTS}, "
+                f"got {video_latents!r}"
+            )
         split_conv3d(vae)
         self.vae = vae
+        self.video_latents = video_latents
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -115,10 +131,13 @@ class VideoVAE:
 
     @torch.no_grad()
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        """Encode one clip: frames [T,3,H,W] in [0,1], T = 4k+1 -> latents [k+1,C,H/s,W/s]."""
+        """Encode one clip: frames [T,3,H,W] in [0,1], T = 4k+1 -> latents [k+1,C,H/s,W/s]
+        (causally, or as the image latents of frames 0, 4, .., T-1 for a keyframe VAE)."""
         self._check_frames(frames)
         T, _, H, W = frames.shape
         self.check_video_shape(T, H, W)
+        if self.video_latents == "keyframes":
+            return self.encode_images(frames[:: self.temporal_factor])
         z = self._encode_batch(frames.permute(1, 0, 2, 3).unsqueeze(0))  # [1,C,t,h,w]
         return z[0].permute(1, 0, 2, 3).contiguous()  # [t,C,h,w]
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from mirage.models.cpu_conv import split_conv3d
+from mirage.models.vae import VIDEO_LATENTS, VIDEO_LATENTS_KEY
 from mirage.training.checkpoint import (
     CKPT_DIR,
     checkpoint_name,
@@ -74,6 +75,9 @@ class AutoencoderConfig:
     # objective and optimisation
     kl_weight: float = 1e-6  # weight of the mean KL to N(0, 1) beside the mean L1
     mse_weight: float = 1.0  # weight of the MSE beside the mean L1 (faster on large errors)
+    video_latents: str = "causal"  # how clips are encoded for the decoder to learn: "causal"
+    # (Wan's causal encoder) or "keyframes" (latent m = image latent of frame 4m; with
+    # `freeze_encoder`, a decoder for the latents the memory stores: mirage.models.vae)
     tie_weight: float = 0.0  # weight of `tie_loss` (video latents near their frames' image
     # latents) on causal clips; 0 = off
     posterior_noise: float = 0.0  # z = mean + this x std x noise (0: the posterior mean, which
@@ -135,6 +139,10 @@ class AutoencoderConfig:
             raise ValueError(f"`spatial_factor` must be 4 or 8, got {self.spatial_factor}")
         if self.supersample < 1:
             raise ValueError(f"`supersample` must be >= 1, got {self.supersample}")
+        if self.video_latents not in VIDEO_LATENTS:
+            raise ValueError(
+                f"`video_latents` must be one of {VIDEO_LATENTS}, got {self.video_latents!r}"
+            )
         if self.kind not in ("indoor", "outdoor", "mixed"):
             raise ValueError(f"`kind` must be indoor | outdoor | mixed, got {self.kind!r}")
         if self.data_seed == self.eval_seed:
@@ -240,7 +248,7 @@ def _probe_tie(vae, clip: torch.Tensor) -> float:  # clip [T,3,H,W] in [0,1]
 def _loss(vae, x: torch.Tensor, cfg: AutoencoderConfig, gen: torch.Generator):
     """Mean L1 of the reconstruction of x [B,3,T,H,W] in [-1,1] from a posterior draw + KL."""
     with torch.set_grad_enabled(not cfg.freeze_encoder):
-        post = vae.encode(x).latent_dist
+        post = _encode_clips(vae, x, cfg.video_latents)
     z = post.mean + cfg.posterior_noise * post.std * torch.randn(post.mean.shape, generator=gen)
     rec = _decode_unclamped(vae, z)
     l1 = (rec - x).abs().mean()
@@ -250,6 +258,20 @@ def _loss(vae, x: torch.Tensor, cfg: AutoencoderConfig, gen: torch.Generator):
     if cfg.tie_weight and x.shape[2] > 1:
         loss = loss + cfg.tie_weight * tie_loss(vae, x, post.mean)
     return loss, l1.detach()
+
+
+def _encode_clips(vae, x: torch.Tensor, video_latents: str):
+    """Posterior of clips x [B,3,T,H,W]: the causal encoder's, or for "keyframes" that of
+    frames 0, 4, .. each encoded alone, stacked as [B,C,t,h,w]."""
+    if video_latents == "causal" or x.shape[2] == 1:
+        return vae.encode(x).latent_dist
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    keys = x[:, :, ::4]
+    B, _, t, H, W = keys.shape
+    params = vae.encode(keys.transpose(1, 2).reshape(B * t, 3, 1, H, W)).latent_dist.parameters
+    params = params.reshape(B, t, *params.shape[1:])[:, :, :, 0].transpose(1, 2)
+    return DiagonalGaussianDistribution(params)
 
 
 def tie_loss(vae, x: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
@@ -385,6 +407,9 @@ def _initial_vae(cfg: AutoencoderConfig):
                 f"`init` {cfg.init} has spatial factor {vae.config.scale_factor_spatial}, "
                 f"the config says {cfg.spatial_factor}"
             )
+    if cfg.video_latents != vae.config.get(VIDEO_LATENTS_KEY, "causal"):
+        # written only when not the default, so a causal VAE keeps a plain Wan config
+        vae.register_to_config(**{VIDEO_LATENTS_KEY: cfg.video_latents})
     split_conv3d(vae)  # CPU training: 3D convolutions as sums of 2D ones (faster, same result)
     if cfg.freeze_encoder:
         vae.requires_grad_(False)

@@ -93,3 +93,26 @@ def test_tiny_wan22_style_vae_is_16x(gen):
     z = v.encode_video(torch.rand(5, 3, 32, 64, generator=gen))
     assert z.shape == (2, 8, 2, 4)
     assert v.decode(z).shape == (5, 3, 32, 64)
+
+
+def test_keyframe_vae_encodes_a_clip_as_the_image_latents_of_frames_0_4_8(gen):
+    """A VAE whose config says "keyframes": latent m of a clip is frame 4m encoded alone, by the
+    raw diffusers encoder on that one frame; a causal VAE of the same weights differs."""
+    from mirage.models.vae import VIDEO_LATENTS_KEY
+
+    torch.manual_seed(0)
+    raw = AutoencoderKLWan(**tiny_vae_config()).eval()
+    causal = VideoVAE(raw)
+    raw.register_to_config(**{VIDEO_LATENTS_KEY: "keyframes"})
+    keyed = VideoVAE(raw)
+    clip = torch.rand(9, 3, 32, 32, generator=gen)
+    got = keyed.encode_video(clip)
+    assert got.shape == (3, 16, 4, 4)
+    for m in range(3):
+        alone = raw.encode(clip[4 * m][None, :, None] * 2 - 1).latent_dist.mode()[0, :, 0]
+        torch.testing.assert_close(got[m], alone, atol=1e-5, rtol=1e-5)  # statistics 0 / 1
+    assert torch.allclose(causal.encode_video(clip)[0], got[0], atol=1e-5)  # frame 0: alone
+    assert not torch.allclose(causal.encode_video(clip)[1:], got[1:], atol=1e-3)
+    raw.register_to_config(**{VIDEO_LATENTS_KEY: "sideways"})
+    with pytest.raises(ValueError, match="causal"):
+        VideoVAE(raw)

@@ -65,3 +65,37 @@ def test_frozen_encoder_keeps_the_latents_while_the_decoder_learns(tmp_path):
     assert enc and dec
     assert all(torch.equal(a[k], b[k]) for k in enc)
     assert any(not torch.equal(a[k], b[k]) for k in dec)
+
+
+def test_keyframe_training_encodes_frames_0_4_8_alone_and_exports_the_mode(tmp_path):
+    """`video_latents="keyframes"`: the posterior the decoder trains on is that of frames
+    0, 4, 8 each encoded alone (checked frame by frame), and the exported config says so, so
+    every VideoVAE of the folder encodes clips that way."""
+    from dataclasses import replace
+
+    from diffusers import AutoencoderKLWan
+
+    from mirage.models.vae import VIDEO_LATENTS_KEY, VideoVAE
+    from mirage.training.autoencoder import _encode_clips, make_tiny_vae, train_autoencoder
+
+    cfg = AutoencoderConfig(out=str(tmp_path / "k"), height=16, width=16, base_dim=4,
+                            spatial_factor=4, pool_size=2, render_frames=9, clip_frames=9,
+                            clips_per_step=1, singles_per_step=1, max_steps=1, eval_every=100,
+                            stats_clips=1, eval_clips=1, checkpoint_every=10, progress=False,
+                            video_latents="keyframes")  # fmt: skip
+    vae = make_tiny_vae(cfg).eval()
+    x = torch.rand(2, 3, 9, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    post = _encode_clips(vae, x, "keyframes")
+    assert post.mean.shape == (2, 16, 3, 4, 4)
+    for b in range(2):
+        for m in range(3):
+            alone = vae.encode(x[b : b + 1, :, 4 * m : 4 * m + 1]).latent_dist
+            torch.testing.assert_close(post.mean[b, :, m], alone.mean[0, :, 0])
+            torch.testing.assert_close(post.logvar[b, :, m], alone.logvar[0, :, 0])
+    folder = train_autoencoder(cfg)
+    assert AutoencoderKLWan.from_pretrained(folder).config[VIDEO_LATENTS_KEY] == "keyframes"
+    assert VideoVAE(AutoencoderKLWan.from_pretrained(folder)).video_latents == "keyframes"
+    causal = train_autoencoder(replace(cfg, out=str(tmp_path / "c"), video_latents="causal"))
+    assert VIDEO_LATENTS_KEY not in AutoencoderKLWan.from_pretrained(causal).config
+    with pytest.raises(ValueError, match="video_latents"):
+        replace(cfg, video_latents="sideways")
