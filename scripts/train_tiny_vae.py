@@ -178,7 +178,7 @@ def main(argv=None) -> None:
     stage.add_argument("--tie-from", default=None,
                        help="fine-tune this VAE's encoder and decoder with tie_loss")  # fmt: skip
     stage.add_argument("--keyframes-from", default=None,
-                       help="train this VAE's decoder on keyframe latents (encoder frozen)")  # fmt: skip
+                       help="decode keyframe latents: this VAE, encoder frozen")  # fmt: skip
     p.add_argument("--eval-only", action="store_true", help="score and publish <out>/vae")
     p.add_argument("--publish", default=None, help="copy the VAE and its figures here")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: one core per job)")
