@@ -179,6 +179,8 @@ def main(argv=None) -> None:
                        help="fine-tune this VAE's encoder and decoder with tie_loss")  # fmt: skip
     stage.add_argument("--keyframes-from", default=None,
                        help="decode keyframe latents: this VAE, encoder frozen")  # fmt: skip
+    tie = TIE_RECIPE["tie_weight"]
+    p.add_argument("--tie-weight", type=float, default=None, help=f"tie_loss weight ({tie})")
     p.add_argument("--eval-only", action="store_true", help="score and publish <out>/vae")
     p.add_argument("--publish", default=None, help="copy the VAE and its figures here")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: one core per job)")
@@ -199,6 +201,8 @@ def main(argv=None) -> None:
         recipe = dict(RECIPE)
     if args.max_steps is not None:
         recipe["max_steps"] = args.max_steps
+    if args.tie_weight is not None:
+        recipe["tie_weight"] = args.tie_weight
     cfg = AutoencoderConfig(out=args.out, max_minutes=args.max_minutes, progress=False, **recipe)
     out = Path(args.out)
     if not args.eval_only:
