@@ -305,14 +305,17 @@ def load_wan_components(
     check_model_dir(model_dir, load_text_encoder)
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
 
+    from mirage.models.vae import quiet_config_keys
+
     root = Path(model_dir)
     load_device = torch.device("cpu") if cpu_offload else device
     transformer = WanTransformer3DModel.from_pretrained(
         root, subfolder="transformer", torch_dtype=dtype, local_files_only=True
     ).to(load_device)
-    vae = AutoencoderKLWan.from_pretrained(
-        root, subfolder="vae", torch_dtype=vae_dtype, local_files_only=True
-    ).to(load_device)
+    with quiet_config_keys():
+        vae = AutoencoderKLWan.from_pretrained(
+            root, subfolder="vae", torch_dtype=vae_dtype, local_files_only=True
+        ).to(load_device)
     if enable_vae_tiling:
         vae.enable_tiling()
     scheduler = UniPCMultistepScheduler.from_pretrained(

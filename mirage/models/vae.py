@@ -20,12 +20,28 @@ stores are one space: a readout is a target as it is, not something to translate
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from mirage.models.cpu_conv import split_conv3d
 
 VIDEO_LATENTS_KEY = "mirage_video_latents"  # VAE config key: how a clip is encoded
 VIDEO_LATENTS = ("causal", "keyframes")
+
+
+@contextlib.contextmanager
+def quiet_config_keys():
+    """Loading a keyframe VAE, diffusers warns that `AutoencoderKLWan` does not take
+    `VIDEO_LATENTS_KEY` (it keeps it in `config`, which is all we need): errors only inside."""
+    from diffusers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
 
 
 class VideoVAE:

@@ -80,7 +80,7 @@ def load_vae(cfg: PreprocessConfig, device):
     from diffusers import AutoencoderKLWan
 
     from mirage.models.loading import tiny_components
-    from mirage.models.vae import VideoVAE
+    from mirage.models.vae import VideoVAE, quiet_config_keys
 
     folder = Path(cfg.vae) if cfg.vae else Path(cfg.model) / "vae" if cfg.model else None
     if folder is None:
@@ -88,9 +88,10 @@ def load_vae(cfg: PreprocessConfig, device):
     else:
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"VAE folder must hold config.json: {folder}")
-        vae = AutoencoderKLWan.from_pretrained(
-            folder, torch_dtype=torch.float32, local_files_only=True
-        )
+        with quiet_config_keys():
+            vae = AutoencoderKLWan.from_pretrained(
+                folder, torch_dtype=torch.float32, local_files_only=True
+            )
     return VideoVAE(vae.to(device).eval().requires_grad_(False))
 
 

@@ -113,10 +113,11 @@ def _render_encoder(cfg: TrainConfig):
         return None
     from diffusers import AutoencoderKLWan
 
-    from mirage.models.vae import VideoVAE
+    from mirage.models.vae import VideoVAE, quiet_config_keys
 
-    vae = AutoencoderKLWan.from_pretrained(cfg.vae, torch_dtype=torch.float32,
-                                           local_files_only=True)  # fmt: skip
+    with quiet_config_keys():
+        vae = AutoencoderKLWan.from_pretrained(cfg.vae, torch_dtype=torch.float32,
+                                               local_files_only=True)  # fmt: skip
     return VideoVAE(vae.eval().requires_grad_(False)).encode_images
 
 
