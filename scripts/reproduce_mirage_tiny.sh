@@ -13,7 +13,7 @@
 #   `--memory-frames decoded`), not the clips' own frames.
 # Every step resumes from its newest checkpoint: run the same command again after an
 # interruption. Usage: scripts/reproduce_mirage_tiny.sh [WORK_DIR]; the result is
-# WORK_DIR/mirage-tiny-v3 (WORK_DIR/mirage-tiny is v2).
+# WORK_DIR/mirage-tiny-v4 (WORK_DIR/mirage-tiny is v2, WORK_DIR/mirage-tiny-v3 v3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -81,4 +81,23 @@ export OMP_NUM_THREADS=2
 "$PY" scripts/assemble_mirage_tiny.py --vae "$W/tie/vae" --transformer "$W/v3/train/stage0" \
     --out "$W/mirage-tiny-v3" --supersample 2
 branches "$W/mirage-tiny-v3" "$W/v3/shards" "$W/v3" 800
-echo "wrote $W/mirage-tiny-v3; score it: $PY benchmarks/tiny_quality.py --model $W/mirage-tiny-v3"
+
+# v4 (keyframe latents; two threads per job, one job at a time, about 55 min):
+# 12. a tighter tie (0.08) from step 3's VAE, 13. its decoder alone (encoder frozen) taught to
+#     decode a clip from the image latents of frames 0, 4, 8 ("keyframes": the VAE's config
+#     says so, and every VideoVAE of it encodes clips that way),
+# 14. shards in keyframe latents (decoded writes in the same pass), v3's DiT and side branch
+#     continued on them (stage 0), 15. the v4 folder, 16. both side branches again.
+"$PY" scripts/train_tiny_vae.py --out "$W/tie8" --tie-from "$W/mirage-tiny/vae" --tie-weight 0.08 \
+    --threads 2 > "$W/tie8.log" 2>&1
+"$PY" scripts/train_tiny_vae.py --out "$W/keyframes" --keyframes-from "$W/tie8/vae" --threads 2 \
+    > "$W/keyframes.log" 2>&1
+"$PY" scripts/train_mirage_tiny.py --work "$W/v4" --vae "$W/keyframes/vae" --clips 320 \
+    --decoded-writes --only shards --threads 2 > "$W/v4-shards.log" 2>&1
+"$PY" scripts/train_mirage_tiny.py --work "$W/v4" --vae "$W/keyframes/vae" --decoded-writes \
+    --from-model "$W/mirage-tiny-v3" --steps 1500 --lr 3e-4 --only train --threads 2 \
+    > "$W/v4-dit.log" 2>&1
+"$PY" scripts/assemble_mirage_tiny.py --vae "$W/keyframes/vae" --transformer "$W/v4/train/stage0" \
+    --out "$W/mirage-tiny-v4" --supersample 2
+branches "$W/mirage-tiny-v4" "$W/v4/shards" "$W/v4" 800
+echo "wrote $W/mirage-tiny-v4; score it: $PY benchmarks/tiny_quality.py --model $W/mirage-tiny-v4"

@@ -17,13 +17,9 @@ from mirage.models.vae import VideoVAE
 
 VAE_DIR = Path(mirage.__file__).parent / "assets" / "mirage-tiny" / "vae"
 HELDOUT_SEED = 31_337  # scripts/train_tiny_vae.py: never a training seed
-PSNR_FLOOR = 24.5  # dB, image latents of these 12 frames (measured 25.33 dB)
-VIDEO_PSNR_FLOOR = 21.0  # dB, causal 9-frame clip 0 (measured 21.49 dB; v2 21.10)
+PSNR_FLOOR = 24.5  # dB, image latents of these 12 frames (measured 25.39 dB)
+VIDEO_PSNR_FLOOR = 21.3  # dB, 9-frame clip 0 through its 3 latents (measured 21.78; v3 21.49)
 COLOUR_ERROR_MAX = 0.02  # per-channel error of each frame's mean colour, averaged over frames
-# Mean squared gap between a clip's video latents m >= 1 and the image latents of its frames 4m
-# (normalised units; the memory stores the latter, the model generates the former), as a share
-# of the image latents' own mean square: measured 0.24 / 1.17 = 0.21 (the v2 VAE: 3.29)
-TIE_SHARE_MAX = 0.4
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +59,7 @@ def test_image_latent_round_trip_keeps_the_picture_and_its_colour(vae, clips):
 
 
 @torch.no_grad()
-def test_causal_video_round_trip_has_4x_time_and_keeps_the_picture(vae, clips):
+def test_video_round_trip_has_4x_time_and_keeps_the_picture(vae, clips):
     z = vae.encode_video(clips[0])
     assert z.shape[:2] == (3, 16)  # 9 frames -> 1 + 2 latent frames
     rec = vae.decode(z)
@@ -72,12 +68,11 @@ def test_causal_video_round_trip_has_4x_time_and_keeps_the_picture(vae, clips):
 
 
 @torch.no_grad()
-def test_video_latents_are_the_image_latents_the_memory_stores(vae, clips):
-    """The latent the model generates for frames 4m-3..4m is close to what the memory holds
-    for frame 4m: copying a readout is (nearly) an identity, not a translation."""
-    gap = power = 0.0
+def test_the_latents_the_model_generates_are_the_ones_the_memory_stores(vae, clips):
+    """The shipped VAE is a keyframe VAE: the latent the model generates for frames 4m-3..4m is
+    frame 4m's image latent, what the memory holds for it, so copying a readout is an
+    identity. (v2's causal video latents were as far from them as a zero latent; v3's tie
+    brought them to 0.21x of their mean square.)"""
+    assert vae.video_latents == "keyframes"
     for c in clips:
-        image = vae.encode_images(c[4::4])  # [2,C,h,w]
-        gap += float((vae.encode_video(c)[1:] - image).pow(2).mean())
-        power += float(image.pow(2).mean())
-    assert gap / power <= TIE_SHARE_MAX
+        torch.testing.assert_close(vae.encode_video(c), vae.encode_images(c[::4]))
