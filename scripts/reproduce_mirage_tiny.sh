@@ -39,6 +39,20 @@ branches() {
         --rgb "$out/rgb/stage1"
 }
 
+# Shards of 320 clips in VAE's latents (decoded writes in the same pass), the DiT and side branch
+# of FROM continued on them (stage 0), the folder OUT, then both side branches again.
+# Usage: continue_on VAE WORK FROM OUT
+continue_on() {
+    local vae=$1 work=$2 from=$3 out=$4
+    "$PY" scripts/train_mirage_tiny.py --work "$work" --vae "$vae" --clips 320 \
+        --decoded-writes --only shards --threads 2 > "$work-shards.log" 2>&1
+    "$PY" scripts/train_mirage_tiny.py --work "$work" --vae "$vae" --decoded-writes \
+        --from-model "$from" --steps 1500 --lr 3e-4 --only train --threads 2 > "$work-dit.log" 2>&1
+    "$PY" scripts/assemble_mirage_tiny.py --vae "$vae" --transformer "$work/train/stage0" \
+        --out "$out" --supersample 2
+    branches "$out" "$work/shards" "$work" 800
+}
+
 # 1. VAE (the shipped run stopped at its 88-minute cap, step 2287 of 2500)
 "$PY" scripts/train_tiny_vae.py --out "$W/vae" --max-minutes 88 > "$W/vae.log" 2>&1
 
@@ -65,24 +79,17 @@ wait $dec
     > "$W/decoded_writes.log" 2>&1
 branches "$W/mirage-tiny" "$W/shards" "$W" 1200
 
-# v3 (two threads per job, one job at a time, about 48 min):
-# 5. the VAE's video latents tied to the image latents the memory stores (encoder + decoder
-#    from step 3's VAE, tie_loss), 6. new shards from it (decoded writes in the same pass), the
-#    DiT and side branch of step 4's folder continued on them (stage 0), 7. the v3 folder,
-#    8. both side branches fine-tuned alone again with equal budgets, side by side.
+# v3 (two threads per job, one job at a time, about 48 min; the model card's steps 8-11):
+# 8. the VAE's video latents tied to the image latents the memory stores (encoder + decoder
+#    from step 3's VAE, tie_loss), 9. new shards from it (decoded writes in the same pass), the
+#    DiT and side branch of step 4's folder continued on them (stage 0), 10. the v3 folder,
+#    11. both side branches fine-tuned alone again with equal budgets, side by side.
 export OMP_NUM_THREADS=2
 "$PY" scripts/train_tiny_vae.py --out "$W/tie" --tie-from "$W/mirage-tiny/vae" --threads 2 \
     > "$W/tie.log" 2>&1
-"$PY" scripts/train_mirage_tiny.py --work "$W/v3" --vae "$W/tie/vae" --clips 320 \
-    --decoded-writes --only shards --threads 2 > "$W/v3-shards.log" 2>&1
-"$PY" scripts/train_mirage_tiny.py --work "$W/v3" --vae "$W/tie/vae" --decoded-writes \
-    --from-model "$W/mirage-tiny" --steps 1500 --lr 3e-4 --only train --threads 2 \
-    > "$W/v3-dit.log" 2>&1
-"$PY" scripts/assemble_mirage_tiny.py --vae "$W/tie/vae" --transformer "$W/v3/train/stage0" \
-    --out "$W/mirage-tiny-v3" --supersample 2
-branches "$W/mirage-tiny-v3" "$W/v3/shards" "$W/v3" 800
+continue_on "$W/tie/vae" "$W/v3" "$W/mirage-tiny" "$W/mirage-tiny-v3"
 
-# v4 (keyframe latents; two threads per job, one job at a time, about 55 min):
+# v4 (keyframe latents; two threads per job, one job at a time, about 55 min; steps 12-16):
 # 12. a tighter tie (0.08) from step 3's VAE, 13. its decoder alone (encoder frozen) taught to
 #     decode a clip from the image latents of frames 0, 4, 8 ("keyframes": the VAE's config
 #     says so, and every VideoVAE of it encodes clips that way),
@@ -92,12 +99,5 @@ branches "$W/mirage-tiny-v3" "$W/v3/shards" "$W/v3" 800
     --threads 2 > "$W/tie8.log" 2>&1
 "$PY" scripts/train_tiny_vae.py --out "$W/keyframes" --keyframes-from "$W/tie8/vae" --threads 2 \
     > "$W/keyframes.log" 2>&1
-"$PY" scripts/train_mirage_tiny.py --work "$W/v4" --vae "$W/keyframes/vae" --clips 320 \
-    --decoded-writes --only shards --threads 2 > "$W/v4-shards.log" 2>&1
-"$PY" scripts/train_mirage_tiny.py --work "$W/v4" --vae "$W/keyframes/vae" --decoded-writes \
-    --from-model "$W/mirage-tiny-v3" --steps 1500 --lr 3e-4 --only train --threads 2 \
-    > "$W/v4-dit.log" 2>&1
-"$PY" scripts/assemble_mirage_tiny.py --vae "$W/keyframes/vae" --transformer "$W/v4/train/stage0" \
-    --out "$W/mirage-tiny-v4" --supersample 2
-branches "$W/mirage-tiny-v4" "$W/v4/shards" "$W/v4" 800
+continue_on "$W/keyframes/vae" "$W/v4" "$W/mirage-tiny-v3" "$W/mirage-tiny-v4"
 echo "wrote $W/mirage-tiny-v4; score it: $PY benchmarks/tiny_quality.py --model $W/mirage-tiny-v4"
