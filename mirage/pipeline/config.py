@@ -33,7 +33,7 @@ class GenerationConfig:
     side_scale: float = 1.0  # weight of the side-branch hints
     # Memory guidance (not in the paper): each step's velocity is pushed away from the one the
     # model gives with an empty readout, v_empty + w (v - v_empty); 1 = off. One more
-    # transformer pass per step; sharper returns for a little PSNR (docs/memory.md).
+    # transformer pass per step; sharper returns for a little PSNR (docs/models.md).
     memory_guidance: float = 1.0
     seed: int = 0  # noise seed: same seed, same video on the same device
     fps: int = 16  # frame rate written to video.mp4

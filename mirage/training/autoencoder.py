@@ -408,7 +408,7 @@ def _initial_vae(cfg: AutoencoderConfig):
                 f"the config says {cfg.spatial_factor}"
             )
     if cfg.video_latents != vae.config.get(VIDEO_LATENTS_KEY, "causal"):
-        # written only when not the default, so a causal VAE keeps a plain Wan config
+        # set where it differs from the init's: a fresh causal VAE keeps a plain Wan config
         vae.register_to_config(**{VIDEO_LATENTS_KEY: cfg.video_latents})
     split_conv3d(vae)  # CPU training: 3D convolutions as sums of 2D ones (faster, same result)
     if cfg.freeze_encoder:
