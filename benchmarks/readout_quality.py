@@ -38,7 +38,6 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     import torch
-    from diffusers import AutoencoderKLWan
 
     from mirage.data.shards import check_shard_dir, load_shard
     from mirage.eval.machine import describe_machine, write_rows
@@ -46,12 +45,12 @@ def main(argv=None) -> None:
     from mirage.geometry import Cameras
     from mirage.memory import LatentSpatialMemory
     from mirage.models.loading import TINY_MODEL_DIR
-    from mirage.models.vae import VideoVAE
+    from mirage.models.vae import VideoVAE, load_autoencoder
     from mirage.pipeline.conditioning import observation
 
     torch.set_num_threads(1)
     model = Path(args.model) if args.model else TINY_MODEL_DIR
-    vae = VideoVAE(AutoencoderKLWan.from_pretrained(model / "vae", local_files_only=True).eval())
+    vae = VideoVAE(load_autoencoder(model / "vae"))
     scores: dict[str, list] = {name: [] for name in [*SETTINGS, "exact image latents"]}
     headers = check_shard_dir(Path(args.shards))[: args.clips]
     for header in headers:

@@ -92,16 +92,14 @@ def main(argv=None) -> None:
     p.add_argument("--shards", default=None)
     p.add_argument("--clips", type=int, default=60)
     args = p.parse_args(argv)
-    from diffusers import AutoencoderKLWan
-
     from mirage.atomic import write_json
     from mirage.eval.machine import describe_machine
     from mirage.models.loading import TINY_MODEL_DIR
-    from mirage.models.vae import VideoVAE
+    from mirage.models.vae import VideoVAE, load_autoencoder
     from mirage.pipeline.runner import synthetic_supersample
 
     model = Path(args.model) if args.model else TINY_MODEL_DIR
-    vae = VideoVAE(AutoencoderKLWan.from_pretrained(model / "vae").eval())
+    vae = VideoVAE(load_autoencoder(model / "vae"))
     res = {"model": str(model), "round_trip_psnr_per_frame": round_trip_per_frame(
         vae, synthetic_supersample(model))}  # fmt: skip
     if args.shards:

@@ -41,6 +41,7 @@ def main(argv=None) -> None:
 
     from mirage.models.loading import make_scheduler, tiny_transformer_config, tiny_vae_config
     from mirage.models.transformer import MirageTransformer
+    from mirage.models.vae import load_autoencoder
     from mirage.training.checkpoint import replace_dir
 
     out = Path(args.out)
@@ -58,7 +59,7 @@ def main(argv=None) -> None:
         vae = AutoencoderKLWan(**tiny_vae_config(base_dim=8))
         facts["vae"] = "random"
     else:
-        vae = AutoencoderKLWan.from_pretrained(args.vae, local_files_only=True)
+        vae = load_autoencoder(args.vae)
         ev = [Path(args.vae) / "heldout.json", Path(args.vae).parent / "heldout.json",
               Path(args.vae).parent / "eval.json"]  # fmt: skip
         ev = [f for f in ev if f.is_file()]

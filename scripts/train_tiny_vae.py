@@ -110,9 +110,9 @@ def score_video(vae, clips) -> float:
 
 
 def evaluate(out: Path, cfg) -> dict:
-    from diffusers import AutoencoderKLWan
+    from mirage.models.vae import load_autoencoder
 
-    vae = AutoencoderKLWan.from_pretrained(out / "vae").eval()
+    vae = load_autoencoder(out / "vae")
     frames = heldout_frames(cfg)
     res = score_vae(vae, frames)
     res["video_psnr"] = score_video(vae, frames.split(cfg.render_frames))

@@ -303,19 +303,16 @@ def load_wan_components(
     if cpu_offload and device.type == "cpu":
         raise ValueError("`cpu_offload=True` needs an accelerator `device`, got 'cpu'")
     check_model_dir(model_dir, load_text_encoder)
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+    from diffusers import UniPCMultistepScheduler, WanTransformer3DModel
 
-    from mirage.models.vae import quiet_config_keys
+    from mirage.models.vae import load_autoencoder
 
     root = Path(model_dir)
     load_device = torch.device("cpu") if cpu_offload else device
     transformer = WanTransformer3DModel.from_pretrained(
         root, subfolder="transformer", torch_dtype=dtype, local_files_only=True
     ).to(load_device)
-    with quiet_config_keys():
-        vae = AutoencoderKLWan.from_pretrained(
-            root, subfolder="vae", torch_dtype=vae_dtype, local_files_only=True
-        ).to(load_device)
+    vae = load_autoencoder(root / "vae", vae_dtype).to(load_device)
     if enable_vae_tiling:
         vae.enable_tiling()
     scheduler = UniPCMultistepScheduler.from_pretrained(

@@ -30,10 +30,22 @@ VIDEO_LATENTS_KEY = "mirage_video_latents"  # VAE config key: how a clip is enco
 VIDEO_LATENTS = ("causal", "keyframes")
 
 
+def load_autoencoder(folder, dtype: torch.dtype = torch.float32):
+    """The `AutoencoderKLWan` of a local folder (nothing is fetched), in eval mode.
+
+    The one place Mirage loads a VAE folder: diffusers warns that `AutoencoderKLWan` does not
+    take `VIDEO_LATENTS_KEY` (it keeps it in `config`, which is all we need), so the load runs
+    with diffusers' logging at errors only."""
+    from diffusers import AutoencoderKLWan
+
+    with _diffusers_errors_only():
+        return AutoencoderKLWan.from_pretrained(
+            folder, torch_dtype=dtype, local_files_only=True
+        ).eval()
+
+
 @contextlib.contextmanager
-def quiet_config_keys():
-    """Loading a keyframe VAE, diffusers warns that `AutoencoderKLWan` does not take
-    `VIDEO_LATENTS_KEY` (it keeps it in `config`, which is all we need): errors only inside."""
+def _diffusers_errors_only():
     from diffusers.utils import logging
 
     level = logging.get_verbosity()

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from mirage.models.cpu_conv import split_conv3d
-from mirage.models.vae import VIDEO_LATENTS, VIDEO_LATENTS_KEY
+from mirage.models.vae import VIDEO_LATENTS, VIDEO_LATENTS_KEY, load_autoencoder
 from mirage.training.checkpoint import (
     CKPT_DIR,
     checkpoint_name,
@@ -397,11 +397,7 @@ def _initial_vae(cfg: AutoencoderConfig):
     if cfg.init is None:
         vae = make_tiny_vae(cfg, cfg.seed)
     else:
-        from diffusers import AutoencoderKLWan
-
-        vae = AutoencoderKLWan.from_pretrained(
-            cfg.init, torch_dtype=torch.float32, local_files_only=True
-        )
+        vae = load_autoencoder(cfg.init)
         if vae.config.scale_factor_spatial != cfg.spatial_factor:
             raise ValueError(
                 f"`init` {cfg.init} has spatial factor {vae.config.scale_factor_spatial}, "

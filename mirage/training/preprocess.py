@@ -77,10 +77,8 @@ class PreprocessConfig:
 
 def load_vae(cfg: PreprocessConfig, device):
     """The VideoVAE: `vae` folder, `model`/vae, or the tiny random VAE (tests)."""
-    from diffusers import AutoencoderKLWan
-
     from mirage.models.loading import tiny_components
-    from mirage.models.vae import VideoVAE, quiet_config_keys
+    from mirage.models.vae import VideoVAE, load_autoencoder
 
     folder = Path(cfg.vae) if cfg.vae else Path(cfg.model) / "vae" if cfg.model else None
     if folder is None:
@@ -88,10 +86,7 @@ def load_vae(cfg: PreprocessConfig, device):
     else:
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"VAE folder must hold config.json: {folder}")
-        with quiet_config_keys():
-            vae = AutoencoderKLWan.from_pretrained(
-                folder, torch_dtype=torch.float32, local_files_only=True
-            )
+        vae = load_autoencoder(folder)
     return VideoVAE(vae.to(device).eval().requires_grad_(False))
 
 

@@ -111,14 +111,9 @@ def _render_encoder(cfg: TrainConfig):
     """frames -> image latents of `cfg.vae` for an RGB memory's renders (None otherwise)."""
     if cfg.memory != "rgb":
         return None
-    from diffusers import AutoencoderKLWan
+    from mirage.models.vae import VideoVAE, load_autoencoder
 
-    from mirage.models.vae import VideoVAE, quiet_config_keys
-
-    with quiet_config_keys():
-        vae = AutoencoderKLWan.from_pretrained(cfg.vae, torch_dtype=torch.float32,
-                                               local_files_only=True)  # fmt: skip
-    return VideoVAE(vae.eval().requires_grad_(False)).encode_images
+    return VideoVAE(load_autoencoder(cfg.vae).requires_grad_(False)).encode_images
 
 
 def _mixed_precision(cfg: TrainConfig) -> str:
