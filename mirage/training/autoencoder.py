@@ -143,6 +143,11 @@ class AutoencoderConfig:
             raise ValueError(
                 f"`video_latents` must be one of {VIDEO_LATENTS}, got {self.video_latents!r}"
             )
+        if self.tie_weight and self.video_latents == "keyframes":
+            raise ValueError(  # keyframe latents are the image latents: the gap is 0
+                "`tie_weight` ties causal video latents to image latents; "
+                "with video_latents='keyframes' they are the same: set tie_weight=0"
+            )
         if self.kind not in ("indoor", "outdoor", "mixed"):
             raise ValueError(f"`kind` must be indoor | outdoor | mixed, got {self.kind!r}")
         if self.data_seed == self.eval_seed:
@@ -262,14 +267,20 @@ def _loss(vae, x: torch.Tensor, cfg: AutoencoderConfig, gen: torch.Generator):
 
 def _encode_clips(vae, x: torch.Tensor, video_latents: str):
     """Posterior of clips x [B,3,T,H,W]: the causal encoder's, or for "keyframes" that of
-    frames 0, 4, .. each encoded alone, stacked as [B,C,t,h,w]."""
+    frames 0, 4, .. each encoded alone, as [B,C,t,h,w]."""
     if video_latents == "causal" or x.shape[2] == 1:
         return vae.encode(x).latent_dist
+    return _encoded_alone(vae, x, first=0)
+
+
+def _encoded_alone(vae, x: torch.Tensor, first: int):
+    """Posterior [B,C,t,h,w] of frames first, first + 4, .. of clips x [B,3,T,H,W], each
+    frame encoded as a 1-frame clip (its image latent), the frames as the time axis."""
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
-    keys = x[:, :, ::4]
-    B, _, t, H, W = keys.shape
-    params = vae.encode(keys.transpose(1, 2).reshape(B * t, 3, 1, H, W)).latent_dist.parameters
+    frames = x[:, :, first :: vae.config.scale_factor_temporal]
+    B, _, t, H, W = frames.shape
+    params = vae.encode(frames.transpose(1, 2).reshape(B * t, 3, 1, H, W)).latent_dist.parameters
     params = params.reshape(B, t, *params.shape[1:])[:, :, :, 0].transpose(1, 2)
     return DiagonalGaussianDistribution(params)
 
@@ -282,13 +293,9 @@ def tie_loss(vae, x: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
     The memory stores image latents and the model generates video latents; a VAE whose two
     agree makes "copy what is visible" an identity, not a translation (mirage-tiny's first
     VAE left them as far apart as a zero latent is: MODEL_CARD.md)."""
-    frames = x[:, :, 4::4]  # [B,3,t-1,H,W]: the frame each video latent m >= 1 takes
-    B, _, m, H, W = frames.shape
-    singles = frames.permute(0, 2, 1, 3, 4).reshape(B * m, 3, 1, H, W)
-    image = vae.encode(singles).latent_dist.mean.reshape(B, m, -1, *video.shape[-2:])
+    image = _encoded_alone(vae, x, vae.config.scale_factor_temporal).mean  # frames 4, 8, ..
     std = torch.tensor(vae.config.latents_std, device=x.device).view(1, -1, 1, 1, 1)
-    gap = (video[:, :, 1:] - image.transpose(1, 2)) / std
-    return gap.pow(2).mean()
+    return ((video[:, :, 1:] - image) / std).pow(2).mean()
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -468,8 +475,9 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Path:
             image = reconstruction_psnr(vae, [c[:5] for c in probe], video=False)["image_psnr"]
             # the whole clip as one causal video too: how a generated chunk is decoded
             video = reconstruction_psnr(vae, probe, image=False)["video_psnr"]
-            rec = {"step": step, "heldout_image_psnr": image, "heldout_video_psnr": video,
-                   "heldout_tie": _probe_tie(vae, probe[0])}  # fmt: skip
+            rec = {"step": step, "heldout_image_psnr": image, "heldout_video_psnr": video}
+            if cfg.video_latents == "causal":  # keyframe latents are the image latents
+                rec["heldout_tie"] = _probe_tie(vae, probe[0])
             vae.train()
             log.write(json.dumps(rec) + "\n")
             log.flush()

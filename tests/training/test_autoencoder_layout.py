@@ -99,3 +99,5 @@ def test_keyframe_training_encodes_frames_0_4_8_alone_and_exports_the_mode(tmp_p
     assert VIDEO_LATENTS_KEY not in AutoencoderKLWan.from_pretrained(causal).config
     with pytest.raises(ValueError, match="video_latents"):
         replace(cfg, video_latents="sideways")
+    with pytest.raises(ValueError, match="tie_weight=0"):  # nothing to tie: refused
+        replace(cfg, tie_weight=0.02)
