@@ -41,19 +41,19 @@ def sample_chunk(
     readout = None if condition is None else condition[None].to(dtype)  # [1,Cin,F-R,h,w]
     guided = readout is not None and memory_guidance != 1.0
     empty = torch.zeros_like(readout) if guided else None  # what a cell never seen reads
+    slots = (side_scale, Fc, Ft, num_ref)  # the same for every pass
     x = noise.float() * getattr(sched, "init_noise_sigma", 1.0)
     with step_cache(transformer, cache, cache_threshold):  # fresh per chunk, off after it
         for t in tqdm(sched.timesteps, desc="denoise", leave=False, disable=not progress):
             latents = torch.cat([clean.float(), x, *tail]).permute(1, 0, 2, 3)[None].to(dtype)
             timestep = slot_timesteps(Fc, Ft, t, noise.device, Fa)[None]  # [1,F]
-            args = (latents, timestep, readout, side_scale, Fc, Ft, num_ref)
-            v = _velocity(transformer, "cond", text, *args)
+            at = (latents, timestep)
+            v = _velocity(transformer, "cond", text, *at, readout, *slots)
             if guidance_scale > 1.0:
-                v_null = _velocity(transformer, "uncond", null_text, *args)
+                v_null = _velocity(transformer, "uncond", null_text, *at, readout, *slots)
                 v = v_null + guidance_scale * (v - v_null)
             if guided:  # away from what the model would make with no memory at all
-                v_empty = _velocity(transformer, "empty", text, latents, timestep, empty,
-                                    *args[3:])  # fmt: skip
+                v_empty = _velocity(transformer, "empty", text, *at, empty, *slots)
                 v = v_empty + memory_guidance * (v - v_empty)
             x = sched.step(v, t, x).prev_sample
     return x
