@@ -300,6 +300,11 @@ def train(
         help="What the training memory holds: gt (the clip's frames) | decoded (what generation "
         "writes: the chunks decoded as video, re-encoded; preprocess --decoded-writes) [gt].",
     ),
+    readout_dropout: float = typer.Option(
+        None,
+        help="Probability of an empty side-branch input (no memory), the condition "
+        "`--memory-guidance` pushes away from [0].",
+    ),
     steps: int = typer.Option(None, help="Optimizer steps [10000]."),
     batch_size: int = typer.Option(None, help="Samples per process per step [1]."),
     lr: float = typer.Option(None, help="Peak learning rate [1e-5]."),

@@ -47,6 +47,9 @@ class TrainConfig:
     shift: float = 5.0  # flow-matching timestep shift
     timestep_sampling: str = "uniform"  # "uniform" or "logit_normal" u, then shifted
     prompt_dropout: float = 0.1  # probability of the null (zero) text embedding
+    # probability of the empty side-branch input (no memory): trains the condition that
+    # memory guidance pushes away from (generation's `memory_guidance`)
+    readout_dropout: float = 0.0
     # optimisation (fp32 master weights; bf16 autocast on CUDA only)
     max_steps: int = 10_000  # optimizer steps
     lr: float = 1e-5  # peak learning rate (official: 1e-5)
@@ -108,8 +111,9 @@ class TrainConfig:
                 f"`memory_frames` must be one of {MEMORY_FRAMES}, got {self.memory_frames!r}"
             )
         check_subcells(self.subcells)
-        if not 0 <= self.prompt_dropout <= 1:
-            raise ValueError(f"`prompt_dropout` must be in [0, 1], got {self.prompt_dropout}")
+        for name in ("prompt_dropout", "readout_dropout"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}")
         if not (self.lr > 0 and self.shift > 0):

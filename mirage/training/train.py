@@ -231,7 +231,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         parts: dict = {}
         loss = flow_matching_loss(
             model, batch, gen, cfg.shift, cfg.timestep_sampling, cfg.prompt_dropout,
-            accelerator.autocast, parts,
+            accelerator.autocast, parts, cfg.readout_dropout,
         )  # fmt: skip
         accelerator.backward(loss)
         grad_norm = None

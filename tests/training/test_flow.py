@@ -79,6 +79,25 @@ def test_prompt_dropout_gives_the_null_embedding():
     assert 1 <= dropped <= 16  # about 10 % of 64
 
 
+def test_readout_dropout_empties_whole_samples_and_keeps_the_other_draws():
+    """A dropped sample's side input is all zero (latents and mask: the empty readout), a kept
+    one is the batch's exactly; sigmas, noise and prompt drops are those of a run without it."""
+    batch = _batch(B=64)
+    model = Recorder(torch.zeros_like(batch["latents"]))
+    flow_matching_loss(model, batch, torch.Generator().manual_seed(0), prompt_dropout=0.1)
+    flow_matching_loss(model, batch, torch.Generator().manual_seed(0), prompt_dropout=0.1,
+                       readout_dropout=0.25)  # fmt: skip
+    flow_matching_loss(model, batch, torch.Generator().manual_seed(0), readout_dropout=1.0)
+    (lat0, t0, text0, _), (lat1, t1, text1, cond1), cond_all = model.calls[0], model.calls[1], \
+        model.calls[2][3]  # fmt: skip
+    assert torch.equal(lat0, lat1) and torch.equal(t0, t1) and torch.equal(text0, text1)
+    assert not cond_all.any()
+    dropped = [b for b in range(64) if not cond1[b].any()]
+    kept = [b for b in range(64) if b not in dropped]
+    assert 6 <= len(dropped) <= 28  # about a quarter of 64
+    assert torch.equal(cond1[kept], batch["condition"][kept])
+
+
 def test_copy_fidelity_split_matches_a_loop_over_cells():
     """`parts` splits the squared velocity error by the readout's visibility mask (the last
     condition channel) on target slots; checked against a plain loop over every cell."""
