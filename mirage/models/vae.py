@@ -15,7 +15,9 @@ A VAE's config may say how its clips are encoded (`VIDEO_LATENTS_KEY`): "causal"
 VAE, the default) runs the clip through the causal encoder; "keyframes" (mirage-tiny from v4)
 takes latent m as the image latent of frame 4m, frame 0 included, and its decoder is trained to
 decode such a sequence into the whole clip. Then what the model generates and what the memory
-stores are one space: a readout is a target as it is, not something to translate.
+stores are one space: a readout is a target as it is, not something to translate. `decode`
+gives frame 4m of such a clip as the image decoder makes latent m (the exact inverse of its
+encoding, sharper than the video decoder there) and the frames between as the video decoder.
 """
 
 from __future__ import annotations
@@ -198,7 +200,10 @@ class VideoVAE:
         """Decode one clip: latents [t,C,h,w] -> frames [4(t-1)+1,3,h*s,w*s] in [0,1]."""
         self._check_latents(latents)
         x = self._decode_batch(latents.permute(1, 0, 2, 3).unsqueeze(0))  # [1,3,T,H,W]
-        return x[0].permute(1, 0, 2, 3).contiguous()
+        x = x[0].permute(1, 0, 2, 3).contiguous()
+        if self.video_latents == "keyframes":  # latent m is frame 4m's image latent: decode it
+            x[:: self.temporal_factor] = self.decode_images(latents).to(x.device)  # as one
+        return x
 
     @torch.no_grad()
     def decode_images(self, latents: torch.Tensor, batch_size: int = 8) -> torch.Tensor:

@@ -116,3 +116,27 @@ def test_keyframe_vae_encodes_a_clip_as_the_image_latents_of_frames_0_4_8(gen):
     raw.register_to_config(**{VIDEO_LATENTS_KEY: "sideways"})
     with pytest.raises(ValueError, match="causal"):
         VideoVAE(raw)
+
+
+def test_keyframe_vae_decodes_frames_4m_as_images_of_their_latents(gen):
+    """A keyframe VAE's latent m is frame 4m's image latent, so `decode` gives frame 4m as the
+    raw diffusers decoder makes that latent alone into one frame, and every frame between as
+    the causal video decoder makes it; a causal VAE's decode is the video decoder's throughout."""
+    from mirage.models.vae import VIDEO_LATENTS_KEY
+
+    torch.manual_seed(0)
+    raw = AutoencoderKLWan(**tiny_vae_config()).eval()
+    z = torch.randn(3, 16, 4, 4, generator=gen)
+    with torch.no_grad():
+        video = ((raw.decode(z.permute(1, 0, 2, 3)[None]).sample[0] + 1) / 2).clamp(0, 1)
+        alone = [((raw.decode(z[m][None, :, None]).sample[0, :, 0] + 1) / 2).clamp(0, 1)
+                 for m in range(3)]  # fmt: skip
+    video = video.permute(1, 0, 2, 3)  # [9,3,H,W]
+    torch.testing.assert_close(VideoVAE(raw).decode(z), video, atol=1e-5, rtol=1e-5)
+    raw.register_to_config(**{VIDEO_LATENTS_KEY: "keyframes"})
+    got = VideoVAE(raw).decode(z)
+    for m in range(3):
+        torch.testing.assert_close(got[4 * m], alone[m], atol=1e-5, rtol=1e-5)
+    between = [i for i in range(9) if i % 4]
+    torch.testing.assert_close(got[between], video[between], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got[4], video[4], atol=1e-3)  # the video decoder's frame 4 differs
