@@ -3,7 +3,7 @@ and the VAE's ceiling, per scene kind, plus long random walks; checks the model'
 
     OMP_NUM_THREADS=1 python benchmarks/tiny_quality.py [--scenes 20] [--frames 33] [--steps 10]
         [--model mirage/assets/mirage-tiny] [--shards out/tiny-v2/shards]
-        [--walk-scenes 4] [--walk-frames 257] [--memory-guidance 1.0]
+        [--walk-scenes 4] [--walk-frames 257] [--memory-guidance 1.0] [--sky-distance auto]
 
 Loops: each scene (seeds HELDOUT_SEEDS from 900100, indoor and outdoor alternating) is flown
 along the demo's loop (out along a 50 degree pan to the right, back along the same poses) with
@@ -51,8 +51,9 @@ def loop_rows(pipe, scene, seed: int, kind: str, args, ss: int) -> list[dict]:
     cams = loop_cameras(scene, 64, 64, args.frames, "pan_right", 50.0)
     gt = scene.render(cams, supersample=ss).rgb
     runs = run_loop(
-        pipe, cams, gt, args.steps, 9, seed=0, progress=False, memory_guidance=args.memory_guidance
-    )
+        pipe, cams, gt, args.steps, 9, seed=0, progress=False,
+        memory_guidance=args.memory_guidance, sky_distance=args.sky_distance,
+    )  # fmt: skip
     rows = []
     for mode, run in runs.items():
         m = run["metrics"]
@@ -71,7 +72,7 @@ def loop_rows(pipe, scene, seed: int, kind: str, args, ss: int) -> list[dict]:
     return rows
 
 
-def walk_scores(pipe, scene, frames: int, steps: int, ss: int, seed: int, guidance: float) -> dict:
+def walk_scores(pipe, scene, frames: int, steps: int, ss: int, seed: int, args) -> dict:
     """Latent memory along a seeded random walk that stays in free space: late-half scores."""
     from mirage.data.trajectories import make_trajectory
     from mirage.eval.loops import contrast_ratio, video_round_trip
@@ -86,8 +87,9 @@ def walk_scores(pipe, scene, frames: int, steps: int, ss: int, seed: int, guidan
             break
     gt = scene.render(cams, supersample=ss).rgb
     cfg = GenerationConfig(
-        chunk_frames=9, num_inference_steps=steps, memory="latent", seed=0, memory_guidance=guidance
-    )
+        chunk_frames=9, num_inference_steps=steps, memory="latent", seed=0,
+        memory_guidance=args.memory_guidance, sky_distance=args.sky_distance,
+    )  # fmt: skip
     out = pipe.generate(gt[0], cams, config=cfg, progress=False).frames
     late = slice(frames // 2, frames)
     flat = gt[:1].mean(dim=(2, 3), keepdim=True).expand_as(gt[late]).contiguous()
@@ -161,6 +163,8 @@ def targets(by_kind: dict, walks: list[dict]) -> dict:
 
 
 def main(argv=None) -> None:
+    from mirage.pipeline.config import GenerationConfig, parse_sky_distance
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None)
     p.add_argument("--scenes", type=int, default=20)
@@ -175,6 +179,12 @@ def main(argv=None) -> None:
         type=float,
         default=1.0,
         help="GenerationConfig.memory_guidance of the latent and rgb runs (1 = off)",
+    )
+    p.add_argument(
+        "--sky-distance",
+        type=parse_sky_distance,
+        default="auto",
+        help="GenerationConfig.sky_distance: auto (the model's) | off | world units",
     )
     p.add_argument("--out", default=str(RESULTS / "tiny_quality"))
     args = p.parse_args(argv)
@@ -219,9 +229,7 @@ def main(argv=None) -> None:
                 {
                     "scene": seed,
                     "kind": kind,
-                    **walk_scores(
-                        pipe, scene, args.walk_frames, args.steps, ss, seed, args.memory_guidance
-                    ),
+                    **walk_scores(pipe, scene, args.walk_frames, args.steps, ss, seed, args),
                 }
             )
             print(f"  walk: {json.dumps(walks[-1])}", flush=True)  # fmt: skip
@@ -237,6 +245,7 @@ def main(argv=None) -> None:
         "frames": args.frames,
         "steps": args.steps,
         "memory_guidance": args.memory_guidance,
+        "sky_distance": pipe.sky_distance(GenerationConfig(sky_distance=args.sky_distance)),
         "trajectory": "loop, out along pan_right 50 degrees and back, 64x64, chunks of 9",
         "means": by_kind,
         "walks": walks,

@@ -167,6 +167,11 @@ def generate(
     subcells: int = typer.Option(
         2, help="Latent-memory sub-cells per cell side, averaged on read (1: one point per cell)."
     ),
+    sky_distance: str = typer.Option(
+        "auto",
+        help="Sky dome: store pixels of infinite depth this far away (world units) instead of "
+        "dropping them: auto (the model's, else off) | off | a distance.",
+    ),
     references: str = typer.Option(
         "auto", help="Past latents as reference slots: auto (on for official branches) | on | off."
     ),
@@ -194,7 +199,7 @@ def generate(
     """Generate a camera-controlled video chunk by chunk with a spatial memory."""
     from mirage.data.world import parse_size
     from mirage.pipeline import GenerationConfig
-    from mirage.pipeline.config import parse_voxel_size
+    from mirage.pipeline.config import parse_sky_distance, parse_voxel_size
     from mirage.pipeline.runner import GenerateJob, model_defaults, resolve_model, run_generate
 
     try:
@@ -211,6 +216,7 @@ def generate(
             voxel_size=parse_voxel_size(voxel_size), fusion=fusion, subcells=subcells, seed=seed,
             references=references, reference_voxel=reference_voxel, cache=cache,
             cache_threshold=cache_threshold,
+            sky_distance=parse_sky_distance(sky_distance),
         )  # fmt: skip
         job = GenerateJob(
             model=model_dir, out=out, trajectory=trajectory, frames=frames, fov=fov,
@@ -299,6 +305,9 @@ def train(
         None,
         help="What the training memory holds: gt (the clip's frames) | decoded (what generation "
         "writes: the chunks decoded as video, re-encoded; preprocess --decoded-writes) [gt].",
+    ),
+    sky_distance: float = typer.Option(
+        None, help="Store sky (depth +inf) this far away, as generation's --sky-distance [off]."
     ),
     readout_dropout: float = typer.Option(
         None,

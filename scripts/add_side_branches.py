@@ -9,7 +9,10 @@ the folder's own side branch. The latent one replaces `side_branch.safetensors`;
 becomes `side_branch_rgb.safetensors`, which `build_pipeline` swaps in for generations with
 memory "rgb". mirage.json gains `side_branch` / `side_branch_rgb` (their training metadata)
 and `sha256` (every .safetensors file of the folder; the model card quotes them and a test
-checks them). With neither, only the hashes are refreshed.
+checks them). With neither, only the hashes are refreshed. The sky dome distance the branches
+were trained with (`mirage train --sky-distance`; both must agree) becomes the folder's
+generation default ("generation": "sky_distance"), so generation reads the memory the branches
+learnt from.
 """
 
 from __future__ import annotations
@@ -38,6 +41,18 @@ def _put(model: Path, src: Path, memory: str, name: str) -> dict:
     return meta
 
 
+def _sky_default(info: dict) -> None:
+    """The branches' training sky distance as the folder's generation default (None: off)."""
+    trained = {k: info[k]["config"].get("sky_distance") for k in ("side_branch", "side_branch_rgb")
+               if k in info}  # fmt: skip
+    if len(set(trained.values())) > 1:
+        raise SystemExit(f"the side branches were trained with different sky distances: {trained}")
+    sky = next(iter(trained.values()), None)
+    info["generation"].pop("sky_distance", None)
+    if sky is not None:
+        info["generation"]["sky_distance"] = sky
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="model folder (mirage.json, side branch)")
@@ -55,6 +70,7 @@ def main(argv=None) -> None:
         info["side_branch"] = _put(model, Path(args.latent), "latent", SIDE_BRANCH_FILE)
     if args.rgb is not None:
         info["side_branch_rgb"] = _put(model, Path(args.rgb), "rgb", RGB_SIDE_BRANCH_FILE)
+    _sky_default(info)
     info["sha256"] = weight_hashes(model)
     write_json(model / "mirage.json", info)
     for name, digest in info["sha256"].items():

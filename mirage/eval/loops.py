@@ -139,11 +139,13 @@ def readout_alone(result, vae, gt: torch.Tensor) -> dict:
 
 
 def run_loop(pipe, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, seed: int,
-             modes=MODES, progress: bool = True, memory_guidance: float = 1.0) -> dict:  # fmt: skip
+             modes=MODES, progress: bool = True, memory_guidance: float = 1.0,
+             sky_distance="auto") -> dict:  # fmt: skip
     """Generate the loop with each memory mode; returns mode -> dict(frames, metrics).
 
     `pipe` already holds the scene's depth provider; gt [N,3,H,W] are its rendered frames.
-    `memory_guidance` applies to every mode that has a memory."""
+    `memory_guidance` applies to every mode that has a memory; `sky_distance` is
+    GenerationConfig's ("auto": the model folder's)."""
     from mirage.pipeline import GenerationConfig
     from mirage.pipeline.world_model import STAGES
 
@@ -155,6 +157,7 @@ def run_loop(pipe, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, see
             memory=mode,
             seed=seed,
             memory_guidance=1.0 if mode == "none" else memory_guidance,
+            sky_distance=sky_distance,
         )
         t0 = time.perf_counter()
         result = pipe.generate(gt[0], cameras, config=cfg, progress=progress)

@@ -43,15 +43,33 @@ def observation(
     cameras: Cameras,
     exclude: torch.Tensor | None,  # [T,H,W] bool
     metric_depth: bool,
+    sky_distance: float | None = None,
 ) -> Observation:
     """The observation the loop inserts: up-to-scale depth scaled to what `memory` renders.
 
     Alignment uses only static, non-sky cells (`exclude`); the first observation of an empty
-    memory fixes the scale. Metric depth is inserted as it is.
+    memory fixes the scale. Metric depth is inserted as it is. With `sky_distance`, pixels of
+    depth +inf (the sky) are put that far away, excluded or not (a mask's sky is what they
+    are; dynamic objects have depth), so the memory keeps the sky as a far dome.
     """
     if not metric_depth:
         depth = align_to_memory(memory, depth, cameras, tuple(latents.shape[-2:]), exclude)
+    if sky_distance is not None:
+        depth, exclude = sky_dome(depth, exclude, sky_distance)
     return Observation(frames, latents, depth, cameras, exclude)
+
+
+def sky_dome(depth: torch.Tensor, exclude: torch.Tensor | None, distance: float):
+    """depth [T,H,W] with +inf replaced by `distance`; exclude [T,H,W] cleared there.
+
+    A point that far stands for a direction: a camera that moves a few units sees it where a
+    point at infinity would be, to a small fraction of a cell, and every surface hides it.
+    """
+    if not distance > 0:
+        raise ValueError(f"`sky_distance` must be > 0, got {distance}")
+    far = torch.isposinf(depth)
+    depth = torch.where(far, torch.as_tensor(float(distance), dtype=depth.dtype), depth)
+    return depth, None if exclude is None else exclude & ~far
 
 
 def slot_timesteps(

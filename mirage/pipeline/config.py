@@ -30,6 +30,10 @@ class GenerationConfig:
     # averaged per cell (1 = one point per cell, the paper's read; docs/memory.md)
     subcells: int = DEFAULT_SUBCELLS
     memory_dtype: str = "bfloat16"  # storage dtype of the latent memory
+    # Sky dome (not in the paper): pixels of depth +inf (sky) are stored this far away (world
+    # units, or the memory's scale for up-to-scale depth) instead of dropped; None drops them;
+    # "auto" takes the model folder's (`mirage.json` "generation"), else None.
+    sky_distance: float | str | None = "auto"
     side_scale: float = 1.0  # weight of the side-branch hints
     # Memory guidance (not in the paper): each step's velocity is pushed away from the one the
     # model gives with an empty readout, v_empty + w (v - v_empty); 1 = off. One more
@@ -67,6 +71,9 @@ class GenerationConfig:
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {self.fusion!r}")
         check_subcells(self.subcells)
+        sky = self.sky_distance
+        if sky not in (None, "auto") and not (isinstance(sky, int | float) and sky > 0):
+            raise ValueError(f"`sky_distance` must be 'auto', > 0 or None, got {sky!r}")
         vs = self.voxel_size
         if vs not in (None, FOOTPRINT) and not (isinstance(vs, int | float) and vs > 0):
             raise ValueError(
@@ -83,6 +90,19 @@ class GenerationConfig:
         cache_config(self.cache, self.cache_threshold)  # checks both
         if not isinstance(getattr(torch, self.memory_dtype, None), torch.dtype):
             raise ValueError(f"`memory_dtype` must name a torch dtype, got {self.memory_dtype!r}")
+
+
+def parse_sky_distance(text: str | float | None) -> float | str | None:
+    """`--sky-distance` as typed: "auto" (the model's), "off" (sky dropped) or world units."""
+    if text is None or isinstance(text, int | float) or text == "auto":
+        return text
+    if text.lower() == "off":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        msg = f"`sky_distance` must be 'auto', 'off' or a number, got {text!r}"
+        raise ValueError(msg) from None
 
 
 def parse_voxel_size(text: str | float | None) -> float | str | None:

@@ -57,6 +57,7 @@ def build_pipeline(
     from mirage.models.transformer import MirageTransformer
     from mirage.models.vae import VideoVAE
     from mirage.perception import load_depth_provider, load_mask_provider
+    from mirage.pipeline.runner import model_defaults
 
     root = Path(model_dir)
     if not root.is_dir():
@@ -91,7 +92,7 @@ def build_pipeline(
     return MiragePipeline(
         transformer, VideoVAE(parts.vae), parts.scheduler, depth_provider, mask_provider,
         parts.text_encoder, parts.tokenizer, device=device, offload=offload, files=files,
-        branches=branches,
+        branches=branches, defaults=model_defaults(root),
     )  # fmt: skip
 
 

@@ -57,12 +57,14 @@ class MiragePipeline:
         branches: side-branch files for particular memory kinds, swapped in when a generation
             uses that kind (`{"rgb": "side_branch_rgb.safetensors"}`: a branch trained on RGB
             cache readouts); every other kind uses `files["branch"]`.
+        defaults: what the model folder's `mirage.json` "generation" says; a config's "auto"
+            `sky_distance` takes its value from here.
     """
 
     def __init__(
         self, transformer, vae, scheduler, depth, masks=None, text_encoder=None, tokenizer=None,
         device: str | torch.device | None = None, offload: bool = False,
-        files: dict | None = None, branches: dict | None = None,
+        files: dict | None = None, branches: dict | None = None, defaults: dict | None = None,
     ):  # fmt: skip
         self.transformer = transformer
         self.vae = vae
@@ -76,6 +78,7 @@ class MiragePipeline:
         self.files = dict(files or {})  # the files it was built from (recorded in metadata)
         self.branches = {k: str(v) for k, v in (branches or {}).items()}
         self._loaded_branch = self.files.get("branch")  # the side branch in `transformer` now
+        self.defaults = dict(defaults or {})  # the model folder's generation settings
 
     # --- checks and text ------------------------------------------------------------------
 
@@ -141,6 +144,12 @@ class MiragePipeline:
         with self.offload.running(self.vae.vae):
             return self.vae.encode_images(frames, batch_size=len(frames))
 
+    def sky_distance(self, cfg: GenerationConfig) -> float | None:
+        """The sky dome distance a generation with `cfg` uses ("auto": the model folder's)."""
+        if cfg.sky_distance == "auto":
+            return self.defaults.get("sky_distance")
+        return cfg.sky_distance
+
     # --- the loop -------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -163,6 +172,7 @@ class MiragePipeline:
             frames.append(chunks[-1].frames)
         metadata = {
             "config": asdict(cfg),
+            "sky_distance": self.sky_distance(cfg),  # what "auto" meant for this model
             "profile": state.conditioner.profile,
             "branch": state.branch,
             "references": [c.references for c in chunks],  # per chunk: written latents used
@@ -182,7 +192,7 @@ class MiragePipeline:
             [c.times for c in chunks], metadata, [c.readout for c in chunks],
         )  # fmt: skip
 
-    def _write(self, memory, frames, cameras, indices, times) -> torch.Tensor:
+    def _write(self, memory, frames, cameras, indices, times, sky=None) -> torch.Tensor:
         """Stages 4-7 for frames [T,3,H,W]: encode, masks, depth, insert; returns the latents.
 
         Every memory kind gets the same encoded latents (the VAE is not batch-invariant to the
@@ -199,7 +209,7 @@ class MiragePipeline:
         with _timed(times, "depth", dev):
             depth = self.depth(frames, cameras, idx)
             metric = getattr(self.depth, "metric", True)
-            obs = observation(memory, frames, latents, depth, cameras, exclude, metric)
+            obs = observation(memory, frames, latents, depth, cameras, exclude, metric, sky)
         with _timed(times, "insert", dev):
             memory.observe(obs)
         return latents
@@ -246,7 +256,8 @@ class MiragePipeline:
             subcells=cfg.subcells,
         )  # fmt: skip
         init_seconds = dict.fromkeys(WRITE_STAGES, 0.0)
-        first = self._write(memory, image[None], camera[0], [0], init_seconds)  # [1,C,h,w]
+        sky = self.sky_distance(cfg)
+        first = self._write(memory, image[None], camera[0], [0], init_seconds, sky)  # [1,C,h,w]
         conditioner.written(first, camera[:1], memory)
         s = self.vae.spatial_factor
         return ChunkState(
@@ -298,7 +309,9 @@ class MiragePipeline:
         # 4-7. the new latent-aligned frames (start + 4m, m >= 1) go back into the memory;
         # the clean latent of the chunk's last frame opens the next chunk
         index = [state.frames - 1 + m for m in slots[1:]]
-        written = self._write(memory, video[4::4], cameras[slots[1:]], index, times)
+        written = self._write(
+            memory, video[4::4], cameras[slots[1:]], index, times, self.sky_distance(cfg)
+        )
         conditioner.finished(latents, readout, cameras[slots])
         conditioner.written(written, cameras[slots[1:]], memory)
         state.first, state.targets, state.chunks = written[-1:], targets, state.chunks + 1

@@ -35,6 +35,7 @@ class TrainConfig:
     fusion: str = DEFAULT_FUSION  # memory fusion mode (generation default)
     subcells: int = DEFAULT_SUBCELLS  # latent-memory sub-cells per cell side (generation default)
     memory_dtype: str = "bfloat16"  # storage dtype of the memory (generation default)
+    sky_distance: float | None = None  # sky dome distance (generation's `sky_distance`)
     memory: str = "latent"  # readouts from "latent" memory or the "rgb" point cache (the
     # paper's explicit-RGB ablation: renders encoded by `vae`; shards need `keep_frames`)
     vae: str | None = None  # AutoencoderKLWan folder that encodes RGB renders (memory "rgb")
@@ -111,6 +112,8 @@ class TrainConfig:
                 f"`memory_frames` must be one of {MEMORY_FRAMES}, got {self.memory_frames!r}"
             )
         check_subcells(self.subcells)
+        if self.sky_distance is not None and not self.sky_distance > 0:
+            raise ValueError(f"`sky_distance` must be > 0 or None, got {self.sky_distance}")
         for name in ("prompt_dropout", "readout_dropout"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)}")

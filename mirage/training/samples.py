@@ -55,6 +55,7 @@ def chunk_sample(
     encode=None,
     subcells: int = DEFAULT_SUBCELLS,
     memory_frames: str = "gt",
+    sky_distance: float | None = None,
 ) -> dict:
     """Model input of one chunk of a shard: clean latents [C,F,h,w], condition [C+1,F,h,w].
 
@@ -87,7 +88,9 @@ def chunk_sample(
     groups = [slice(0, 1)] + [slice(1 + j * k, 1 + (j + 1) * k) for j in range(chunk)]
     for g in groups:
         rgb = None if frames is None else frames[g]
-        obs = observation(memory, rgb, written[g], depth[g], cams[g], exclude[g], metric)
+        obs = observation(
+            memory, rgb, written[g], depth[g], cams[g], exclude[g], metric, sky_distance
+        )
         memory.observe(obs)
 
     # 2. [context | first frame | targets]
@@ -146,6 +149,7 @@ class ShardDataset(Dataset):
         encode=None,
         subcells: int = DEFAULT_SUBCELLS,
         memory_frames: str = "gt",
+        sky_distance: float | None = None,
     ):
         self.headers = check_shard_dir(root)
         first = self.headers[0]
@@ -155,7 +159,7 @@ class ShardDataset(Dataset):
         self.context_latents, self.voxel_size = context_latents, voxel_size
         self.memory_dtype, self.fusion = memory_dtype, fusion
         self.memory_kind, self.encode, self.subcells = memory_kind, encode, subcells
-        self.memory_frames = memory_frames
+        self.memory_frames, self.sky_distance = memory_frames, sky_distance
         keys = written_keys(memory_kind, memory_frames)
         for hd in self.headers:  # every shard, before training starts
             _check_written(hd["shapes"], keys, hd["path"])
@@ -182,6 +186,7 @@ class ShardDataset(Dataset):
         sample = chunk_sample(
             tensors, meta, chunk, self.context_latents, self.voxel_size, self.memory_dtype,
             self.fusion, self.memory_kind, self.encode, self.subcells, self.memory_frames,
+            self.sky_distance,
         )  # fmt: skip
         del sample["memory"]
         return sample

@@ -176,7 +176,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     dataset = ShardDataset(
         cfg.data, cfg.context_latents, cfg.voxel_size, getattr(torch, cfg.memory_dtype),
         cfg.fusion, memory_kind=cfg.memory, encode=_render_encoder(cfg), subcells=cfg.subcells,
-        memory_frames=cfg.memory_frames,
+        memory_frames=cfg.memory_frames, sky_distance=cfg.sky_distance,
     )  # fmt: skip
 
     # 3. model: base + side branch (+ LoRA), trainable set by stage

@@ -54,8 +54,10 @@ def test_first_chunk_has_no_context(shards):
     assert not s["condition"][16, 0, :, 0].any() and s["condition"][16, 0, :, 1:].all()
 
 
-def test_readout_equals_pipeline_readout(monkeypatch):
-    """Same frames, depth, masks and cameras: training and MiragePipeline see the same input."""
+@pytest.mark.parametrize("sky", [None, 1000.0])
+def test_readout_equals_pipeline_readout(monkeypatch, sky):
+    """Same frames, depth, masks and cameras: training and MiragePipeline see the same input,
+    with the sky dropped or kept as a far dome (then the readout sees more cells)."""
     comp = tiny_components(0)
     vae = VideoVAE(comp.vae)
     pipe_model = MirageTransformer.from_base(comp.transformer)
@@ -77,18 +79,21 @@ def test_readout_equals_pipeline_readout(monkeypatch):
     )
     pipe = MiragePipeline(pipe_model, vae, comp.scheduler, GroundTruthDepth(scene),
                           GroundTruthMasks(scene))  # fmt: skip
-    pipe.generate(gt.rgb[0], cams, config=GenerationConfig(chunk_frames=9, num_inference_steps=1),
-                  progress=False)  # fmt: skip
+    cfg = GenerationConfig(chunk_frames=9, num_inference_steps=1, sky_distance=sky)
+    pipe.generate(gt.rgb[0], cams, config=cfg, progress=False)
     assert len(conditions) == 2
 
     exclude = gt.dynamic_mask | gt.sky_mask
     tensors = clip_tensors(vae, gt.rgb, gt.depth, exclude, cams.K, cams.c2w, 9)
     meta = {"chunk_frames": 9, "channels": 16, "latent_hw": [4, 4], "height": 32, "width": 32}
     for c in range(2):
-        ours = chunk_sample(tensors, meta, c, context_latents=2)["condition"]
+        ours = chunk_sample(tensors, meta, c, context_latents=2, sky_distance=sky)["condition"]
         assert ours.shape == conditions[c].shape
         assert torch.equal(ours, conditions[c]), f"chunk {c}"
     assert conditions[1][16].any() and exclude.any()
+    if sky is not None:  # the sky cells this scene shows are read now
+        dropped = chunk_sample(tensors, meta, 1, context_latents=2)["condition"][16]
+        assert conditions[1][16].sum() > dropped.sum() and gt.sky_mask.any()
 
 
 class _Truth:
