@@ -117,3 +117,31 @@ def test_decoded_memory_needs_decoded_shards(shards, upgraded):
     assert "decoded_latents" in read_shard_header(out / shard_name(0))["shapes"]
     data = ShardDataset(out, memory_frames="decoded", memory_kind="rgb", encode=lambda x: x)
     assert len(data) == 2
+
+
+def test_copy_makes_the_decoded_writes_again_and_leaves_the_source(upgraded):
+    """`--out NEW` with another VAE: NEW's decoded writes are that VAE's (chunk 0 by hand), the
+    rest of each shard and the whole source folder stay as they were."""
+    import importlib.util
+
+    src, _ = upgraded
+    before = load_shard(src / shard_name(0))[0]
+    other = VideoVAE(tiny_components(1).vae)
+    vae_dir = src.parent / "tiny-vae-1"
+    other.vae.save_pretrained(vae_dir)
+    spec = importlib.util.spec_from_file_location("add_decoded_writes", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    new = src.parent / "copied"
+    script.main(["--shards", str(src), "--vae", str(vae_dir), "--out", str(new)])
+    after = load_shard(new / shard_name(0))[0]
+    assert set(after) == set(before)
+    for key in set(before) - {"decoded_latents", "decoded_frames"}:
+        assert torch.equal(after[key], before[key]), key
+    lat = before["chunk_latents"][0]
+    video = other.decode(torch.cat([before["image_latents"][:1], lat[1:]]))
+    torch.testing.assert_close(after["decoded_latents"][1:3], other.encode_images(video[4::4]))
+    assert not torch.allclose(after["decoded_latents"][1:3], before["decoded_latents"][1:3])
+    unchanged = load_shard(src / shard_name(0))[0]
+    assert all(torch.equal(unchanged[k], before[k]) for k in before)
+    assert (new / "index.json").read_text() == (src / "index.json").read_text()
