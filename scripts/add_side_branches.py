@@ -23,10 +23,9 @@ import shutil
 from pathlib import Path
 
 
-def _put(model: Path, src: Path, memory: str, name: str) -> dict:
-    """Copy the export's branch to model/name (atomically) after checking what it was trained
-    on and its configuration; returns its training metadata."""
-    from mirage.atomic import atomic_path
+def _check(model: Path, src: Path, memory: str) -> dict:
+    """The export's training metadata, after checking what it was trained on and that its
+    branch has the configuration of the folder's own."""
     from mirage.models.transformer import read_side_config
     from mirage.pipeline.loading import SIDE_BRANCH_FILE
 
@@ -36,8 +35,6 @@ def _put(model: Path, src: Path, memory: str, name: str) -> dict:
     new, own = read_side_config(src / SIDE_BRANCH_FILE), read_side_config(model / SIDE_BRANCH_FILE)
     if new != own:
         raise SystemExit(f"{src} has another side-branch configuration than {model}")
-    with atomic_path(model / name) as tmp:
-        shutil.copy(src / SIDE_BRANCH_FILE, tmp)
     return meta
 
 
@@ -60,17 +57,22 @@ def main(argv=None) -> None:
     p.add_argument("--rgb", default=None, help="`mirage train --memory rgb` export folder")
     args = p.parse_args(argv)
 
-    from mirage.atomic import write_json
+    from mirage.atomic import atomic_path, write_json
     from mirage.models.loading import weight_hashes
     from mirage.pipeline.loading import RGB_SIDE_BRANCH_FILE, SIDE_BRANCH_FILE
 
     model = Path(args.model)
     info = json.loads((model / "mirage.json").read_text())
-    if args.latent is not None:
-        info["side_branch"] = _put(model, Path(args.latent), "latent", SIDE_BRANCH_FILE)
-    if args.rgb is not None:
-        info["side_branch_rgb"] = _put(model, Path(args.rgb), "rgb", RGB_SIDE_BRANCH_FILE)
+    given = {key: (Path(src), memory, name) for key, src, memory, name in (
+        ("side_branch", args.latent, "latent", SIDE_BRANCH_FILE),
+        ("side_branch_rgb", args.rgb, "rgb", RGB_SIDE_BRANCH_FILE),
+    ) if src is not None}  # fmt: skip
+    for key, (src, memory, _) in given.items():  # every check before any file changes
+        info[key] = _check(model, src, memory)
     _sky_default(info)
+    for src, _, name in given.values():
+        with atomic_path(model / name) as tmp:
+            shutil.copy(src / SIDE_BRANCH_FILE, tmp)
     info["sha256"] = weight_hashes(model)
     write_json(model / "mirage.json", info)
     for name, digest in info["sha256"].items():
