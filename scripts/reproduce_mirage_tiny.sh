@@ -23,16 +23,18 @@ mkdir -p "$W"
 
 # Both side branches of MODEL fine-tuned alone (stage 1, base frozen) on SHARDS for STEPS each,
 # side by side with one thread each, into OUT/{latent,rgb}/stage1, then put into MODEL with
-# every weight file's SHA-256. Usage: branches MODEL SHARDS OUT STEPS
+# every weight file's SHA-256; EXTRA options go to both `mirage train` runs.
+# Usage: branches MODEL SHARDS OUT STEPS [EXTRA...]
 branches() {
     local model=$1 shards=$2 out=$3 steps=$4 memory vae
+    shift 4
     for memory in latent rgb; do
         vae=(); [[ $memory == rgb ]] && vae=(--vae "$model/vae")
         OMP_NUM_THREADS=1 "$PY" -m mirage train --data "$shards" --out "$out/$memory/stage1" \
             --stage 1 --transformer "$model" --side-branch "$model/side_branch.safetensors" \
             --memory $memory "${vae[@]}" --memory-frames decoded --steps "$steps" \
             --batch-size 8 --lr 2e-4 --schedule cosine --warmup 50 --checkpoint-every 100 \
-            --resume latest --threads 1 --mixed-precision no > "$out/$memory.log" 2>&1 &
+            --resume latest --threads 1 --mixed-precision no "$@" > "$out/$memory.log" 2>&1 &
     done
     wait
     "$PY" scripts/add_side_branches.py --model "$model" --latent "$out/latent/stage1" \

@@ -52,6 +52,14 @@ def main(argv=None) -> None:
     )
     p.add_argument("--from-model", default=None,
                    help="stage 0 continues this model folder's DiT and side branch")  # fmt: skip
+    p.add_argument(
+        "--sky-distance",
+        type=float,
+        default=None,
+        help="training memories keep the sky this far away (the sky dome)",
+    )
+    p.add_argument("--readout-dropout", type=float, default=0.0,
+                   help="probability of an empty side-branch input (no memory)")  # fmt: skip
     args = p.parse_args(argv)
     work = Path(args.work)
 
@@ -84,7 +92,8 @@ def main(argv=None) -> None:
             str(shards), str(work / "train"), batch_size=args.batch_size, max_steps=args.steps,
             lr=args.lr, threads=args.threads, num_workers=0, checkpoint_every=100,
             resume="latest", progress=False,
-            memory_frames="decoded" if args.decoded_writes else "gt", **start,
+            memory_frames="decoded" if args.decoded_writes else "gt",
+            sky_distance=args.sky_distance, readout_dropout=args.readout_dropout, **start,
         )[0]  # fmt: skip
         if not (Path(cfg.out) / "metadata.json").is_file():
             print(f"stage 0: {train(cfg).out}")
