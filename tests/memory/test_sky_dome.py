@@ -83,3 +83,37 @@ def test_every_surface_hides_the_dome(gen):
     got = mem.read(A)
     assert got.mask.all()
     torch.testing.assert_close(got.latents, wall)
+
+
+def test_auto_takes_the_model_folders_distance():
+    """GenerationConfig's "auto" sky distance is the model folder's ("generation" in
+    mirage.json, given to the pipeline as `defaults`): the sky cells of an outdoor first frame
+    are stored with it, dropped without it, and an explicit value wins."""
+    from mirage.data.trajectories import make_trajectory
+    from mirage.models.loading import tiny_components
+    from mirage.models.transformer import MirageTransformer
+    from mirage.models.vae import VideoVAE
+    from mirage.perception import GroundTruthDepth
+    from mirage.pipeline import GenerationConfig, MiragePipeline
+    from mirage.synthetic import make_scene
+
+    comp = tiny_components(0)
+    scene = make_scene(5, "outdoor")
+    cam = make_trajectory("pan_right", scene.start_camera(32, 32), 1)
+    image = scene.render(cam).rgb[0]
+    sky_cells = torch.isinf(scene.render(cam).depth).any()
+    assert sky_cells
+
+    def points(defaults, sky):
+        model = MirageTransformer.from_base(comp.transformer)
+        depth = GroundTruthDepth(scene)
+        pipe = MiragePipeline(model, VideoVAE(comp.vae), comp.scheduler, depth, defaults=defaults)
+        cfg = GenerationConfig(chunk_frames=9, sky_distance=sky, subcells=1)
+        state = pipe.start_chunks(image, cam, config=cfg)
+        return state.memory.num_points, pipe.sky_distance(cfg)
+
+    dropped, _ = points({}, "auto")
+    kept, used = points({"sky_distance": 1000.0}, "auto")
+    assert used == 1000.0 and kept > dropped
+    assert points({"sky_distance": 1000.0}, None) == (dropped, None)
+    assert points({}, 500.0)[1] == 500.0
