@@ -96,7 +96,7 @@ def main(argv=None) -> None:
     from mirage.eval.machine import describe_machine
     from mirage.models.loading import TINY_MODEL_DIR
     from mirage.models.vae import VideoVAE, load_autoencoder
-    from mirage.pipeline.runner import synthetic_supersample
+    from mirage.pipeline.model_info import synthetic_supersample
 
     model = Path(args.model) if args.model else TINY_MODEL_DIR
     vae = VideoVAE(load_autoencoder(model / "vae"))

@@ -198,7 +198,7 @@ def main(argv=None) -> None:
     from mirage.models.loading import TINY_MODEL_DIR, weight_hashes
     from mirage.perception import GroundTruthDepth
     from mirage.pipeline.loading import build_pipeline
-    from mirage.pipeline.runner import synthetic_supersample
+    from mirage.pipeline.model_info import synthetic_supersample
     from mirage.synthetic import make_scene
 
     model = Path(args.model) if args.model else TINY_MODEL_DIR

@@ -200,7 +200,8 @@ def generate(
     from mirage.data.world import parse_size
     from mirage.pipeline import GenerationConfig
     from mirage.pipeline.config import parse_sky_distance, parse_voxel_size
-    from mirage.pipeline.runner import GenerateJob, model_defaults, resolve_model, run_generate
+    from mirage.pipeline.model_info import model_defaults
+    from mirage.pipeline.runner import GenerateJob, resolve_model, run_generate
 
     try:
         model_dir = resolve_model(model)

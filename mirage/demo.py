@@ -152,7 +152,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     from mirage.eval.machine import describe_machine
     from mirage.models.loading import check_model_dir
     from mirage.pipeline.loading import build_pipeline
-    from mirage.pipeline.runner import synthetic_supersample
+    from mirage.pipeline.model_info import synthetic_supersample
     from mirage.synthetic import make_scene
 
     check_model_dir(cfg.model, load_text_encoder=False)  # every missing file, before work

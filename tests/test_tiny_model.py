@@ -58,7 +58,7 @@ def test_shipped_weights_are_the_ones_the_card_describes():
 def heldout():
     """A fixed held-out scene, its 17-frame loop (2 chunks of 9) and the pipeline."""
     from mirage.pipeline.loading import build_pipeline
-    from mirage.pipeline.runner import synthetic_supersample
+    from mirage.pipeline.model_info import synthetic_supersample
     from mirage.synthetic import make_scene
 
     seed = 900_005

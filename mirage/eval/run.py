@@ -66,7 +66,7 @@ def eval_clips(job: EvalJob):
     """The clip sequence of a job (lazy) and the runner's loop arguments."""
     H, W = job.size
     if job.synthetic is not None:
-        from mirage.pipeline.runner import synthetic_supersample
+        from mirage.pipeline.model_info import synthetic_supersample
 
         clips = SyntheticEvalClips(
             job.synthetic, job.frames, H, W, job.protocol, job.kind, job.num_dynamic,

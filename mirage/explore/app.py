@@ -29,7 +29,7 @@ from mirage.explore.start import (
     scene_start,
 )
 from mirage.explore.worker import Worker
-from mirage.pipeline.runner import synthetic_supersample
+from mirage.pipeline.model_info import synthetic_supersample
 
 BUTTONS = {key: f"{key} {MOVE_NAMES[key]}" for key in MOVES}  # the label a key clicks
 UPSCALE = 4  # the 64 x 64 frames, shown large (nearest neighbour: no invented detail)

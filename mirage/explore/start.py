@@ -76,7 +76,7 @@ def check_model(folder: str | Path | None, memory: str) -> Path:
 
 def generation_config(model: Path, memory: str, steps: int | None, seed: int) -> GenerationConfig:
     """The model's own chunk length and steps (`mirage.json`), as `mirage generate` uses."""
-    from mirage.pipeline.runner import model_defaults
+    from mirage.pipeline.model_info import model_defaults
 
     native = model_defaults(model)
     return GenerationConfig(
@@ -88,7 +88,7 @@ def generation_config(model: Path, memory: str, steps: int | None, seed: int) ->
 
 def frame_size(model: Path) -> tuple[int, int]:
     """(H, W) the model was trained at; 64 x 64 for a folder that does not say."""
-    from mirage.pipeline.runner import model_defaults
+    from mirage.pipeline.model_info import model_defaults
 
     native = model_defaults(model)
     return int(native.get("height", 64)), int(native.get("width", 64))

@@ -57,7 +57,7 @@ def build_pipeline(
     from mirage.models.transformer import MirageTransformer
     from mirage.models.vae import VideoVAE
     from mirage.perception import load_depth_provider, load_mask_provider
-    from mirage.pipeline.runner import model_defaults
+    from mirage.pipeline.model_info import model_defaults
 
     root = Path(model_dir)
     if not root.is_dir():
