@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# mirage-tiny v3 from scratch on a 2-core CPU (about 6 h 10 min). v2 first, one torch thread
+# mirage-tiny v5 from scratch on a 2-core CPU (about 8 h 15 min; MODEL_CARD.md has each
+# step). v2 first, one torch thread
 #   per job (5 h 20 min: VAE 88 min, decoder 175 min beside shards + DiT, decoded writes 8
 #   min, branches 48 min):
 #   1. the VAE (encoder + decoder), 2. in parallel: the DiT + side branch on that encoder's
@@ -13,7 +14,7 @@
 #   `--memory-frames decoded`), not the clips' own frames.
 # Every step resumes from its newest checkpoint: run the same command again after an
 # interruption. Usage: scripts/reproduce_mirage_tiny.sh [WORK_DIR]; the result is
-# WORK_DIR/mirage-tiny-v4 (WORK_DIR/mirage-tiny is v2, WORK_DIR/mirage-tiny-v3 v3).
+# WORK_DIR/mirage-tiny-v5 (WORK_DIR/mirage-tiny is v2, WORK_DIR/mirage-tiny-v3 v3, -v4 v4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -102,4 +103,36 @@ continue_on "$W/tie/vae" "$W/v3" "$W/mirage-tiny" "$W/mirage-tiny-v3"
 "$PY" scripts/train_tiny_vae.py --out "$W/keyframes" --keyframes-from "$W/tie8/vae" --threads 2 \
     > "$W/keyframes.log" 2>&1
 continue_on "$W/keyframes/vae" "$W/v4" "$W/mirage-tiny-v3" "$W/mirage-tiny-v4"
-echo "wrote $W/mirage-tiny-v4; score it: $PY benchmarks/tiny_quality.py --model $W/mirage-tiny-v4"
+
+# v5 (the sky dome and readout dropout; about 70 min; steps 17-22):
+# 17. v4's shards copied with their decoded writes made again (a keyframe VAE now decodes
+#     frames 4m as images, so what generation writes changed),
+# 18. v4's side branches fine-tuned on memories that keep the sky (`--sky-distance 1000`),
+#     with the side input emptied for 15 % of samples (`--readout-dropout 0.15`),
+# 19. v4's DiT and step 18's latent branch continued on them (stage 0), 20. a folder of it
+#     and both side branches again, 21. that DiT and latent branch continued once more
+#     (lr 2e-4), 22. the v5 folder and both side branches again, trained the same way (the
+#     folder then generates with the dome).
+SKY=(--sky-distance 1000 --readout-dropout 0.15)
+"$PY" scripts/add_decoded_writes.py --shards "$W/v4/shards" --vae "$W/mirage-tiny-v4/vae" \
+    --out "$W/v5/shards" --threads 2 > "$W/v5-writes.log" 2>&1
+rm -rf "$W/v5-start" && cp -r "$W/mirage-tiny-v4" "$W/v5-start"
+branches "$W/v5-start" "$W/v5/shards" "$W/v5-start-branches" 800 "${SKY[@]}"
+# (v4's VAE scored again: its clips now decode with frames 4m as images)
+"$PY" scripts/train_tiny_vae.py --out "$W/keyframes" --keyframes-from "$W/tie8/vae" --eval-only \
+    --threads 2 > "$W/keyframes-eval.log" 2>&1
+# Stage 0 of FROM on the v5 shards into WORK at LR, the folder OUT, both side branches again.
+# Usage: stage0_on FROM WORK LR OUT
+stage0_on() {
+    local from=$1 work=$2 lr=$3 out=$4
+    mkdir -p "$work" && [[ -e "$work/shards" ]] || ln -s "$(realpath "$W/v5/shards")" "$work/shards"
+    "$PY" scripts/train_mirage_tiny.py --work "$work" --vae "$W/keyframes/vae" --decoded-writes \
+        --from-model "$from" --steps 1500 --lr "$lr" --only train --threads 2 "${SKY[@]}" \
+        > "$work-dit.log" 2>&1
+    "$PY" scripts/assemble_mirage_tiny.py --vae "$W/keyframes/vae" \
+        --transformer "$work/train/stage0" --out "$out" --supersample 2
+    branches "$out" "$W/v5/shards" "$work" 800 "${SKY[@]}"
+}
+stage0_on "$W/v5-start" "$W/v5" 3e-4 "$W/v5-first"
+stage0_on "$W/v5-first" "$W/v5b" 2e-4 "$W/mirage-tiny-v5"
+echo "wrote $W/mirage-tiny-v5; score it: $PY benchmarks/tiny_quality.py --model $W/mirage-tiny-v5"
