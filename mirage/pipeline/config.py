@@ -92,28 +92,24 @@ class GenerationConfig:
             raise ValueError(f"`memory_dtype` must name a torch dtype, got {self.memory_dtype!r}")
 
 
-def parse_sky_distance(text: str | float | None) -> float | str | None:
-    """`--sky-distance` as typed: "auto" (the model's), "off" (sky dropped) or world units."""
-    if text is None or isinstance(text, int | float) or text == "auto":
+def _word_or_number(name: str, text: str | float | None, keep: str, off: str):
+    """An option as typed: the word `keep` as is, the word `off` as None, else a number."""
+    if text is None or isinstance(text, int | float) or text == keep:
         return text
-    if text.lower() == "off":
+    if text.lower() == off:
         return None
     try:
         return float(text)
     except ValueError:
-        msg = f"`sky_distance` must be 'auto', 'off' or a number, got {text!r}"
+        msg = f"`{name}` must be {keep!r}, {off!r} or a number, got {text!r}"
         raise ValueError(msg) from None
+
+
+def parse_sky_distance(text: str | float | None) -> float | str | None:
+    """`--sky-distance` as typed: "auto" (the model's), "off" (sky dropped) or world units."""
+    return _word_or_number("sky_distance", text, "auto", "off")
 
 
 def parse_voxel_size(text: str | float | None) -> float | str | None:
     """`--voxel-size` as typed: "footprint" (default), "none" (append) or a number of units."""
-    if text is None or isinstance(text, int | float) or text == FOOTPRINT:
-        return text
-    if text.lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(
-            f"`voxel_size` must be {FOOTPRINT!r}, 'none' or a number, got {text!r}"
-        ) from None
+    return _word_or_number("voxel_size", text, FOOTPRINT, "none")

@@ -41,6 +41,8 @@ def test_generate_writes_video_frames_memory_and_metadata(tiny_model_dir, tmp_pa
         (["--frames", "15"], "nearest lengths that fit"),
         (["--memory", "voxels"], "memory"),
         (["--depth", "/no/such/depth-model"], "depth-model"),
+        (["--sky-distance", "far"], "sky_distance"),
+        (["--voxel-size", "big"], "voxel_size"),
     ],
 )
 def test_generate_refuses_bad_options(tiny_model_dir, tmp_path, extra, message):
