@@ -162,7 +162,9 @@ def generate(
     context_latents: int = typer.Option(2, help="Previous-chunk latents as context (0..k)."),
     voxel_size: str = typer.Option("footprint", help=VOXEL_HELP),
     fusion: str = typer.Option(
-        "mean", help="How a stored surface takes a new view: mean | latest | first."
+        "auto",
+        help="How a stored surface takes a new view: auto (the model's, else mean) | mean | "
+        "latest | first.",
     ),
     subcells: int = typer.Option(
         2, help="Latent-memory sub-cells per cell side, averaged on read (1: one point per cell)."

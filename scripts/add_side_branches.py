@@ -11,8 +11,8 @@ memory "rgb". mirage.json gains `side_branch` / `side_branch_rgb` (their trainin
 and `sha256` (every .safetensors file of the folder; the model card quotes them and a test
 checks them). With neither, only the hashes are refreshed. The sky dome distance the branches
 were trained with (`mirage train --sky-distance`; both must agree) becomes the folder's
-generation default ("generation": "sky_distance"), so generation reads the memory the branches
-learnt from.
+generation default ("generation": "sky_distance"), and so does the latent branch's memory
+fusion ("fusion"), so generation reads the memory the branches learnt from.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def _check(model: Path, src: Path, memory: str) -> dict:
     return meta
 
 
-def _sky_default(info: dict) -> None:
-    """The branches' training sky distance as the folder's generation default (None: off)."""
+def _generation_defaults(info: dict) -> None:
+    """How the branches read the memory in training becomes the folder's generation default:
+    the sky dome distance (both branches must agree; None: off) and the latent branch's fusion."""
     trained = {k: info[k]["config"].get("sky_distance") for k in ("side_branch", "side_branch_rgb")
                if k in info}  # fmt: skip
     if len(set(trained.values())) > 1:
@@ -48,6 +49,10 @@ def _sky_default(info: dict) -> None:
     info["generation"].pop("sky_distance", None)
     if sky is not None:
         info["generation"]["sky_distance"] = sky
+    fusion = info.get("side_branch", {}).get("config", {}).get("fusion")
+    info["generation"].pop("fusion", None)
+    if fusion is not None:
+        info["generation"]["fusion"] = fusion
 
 
 def main(argv=None) -> None:
@@ -69,7 +74,7 @@ def main(argv=None) -> None:
     ) if src is not None}  # fmt: skip
     for key, (src, memory, _) in given.items():  # every check before any file changes
         info[key] = _check(model, src, memory)
-    _sky_default(info)
+    _generation_defaults(info)
     for src, _, name in given.values():
         with atomic_path(model / name) as tmp:
             shutil.copy(src / SIDE_BRANCH_FILE, tmp)

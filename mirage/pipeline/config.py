@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from mirage.memory import FOOTPRINT, MEMORY_KINDS
-from mirage.memory.latent import DEFAULT_FUSION, DEFAULT_SUBCELLS, FUSION_MODES, check_subcells
+from mirage.memory.latent import DEFAULT_SUBCELLS, FUSION_MODES, check_subcells
 from mirage.models.step_cache import cache_config
 from mirage.pipeline.chunks import check_context
 
@@ -25,7 +25,9 @@ class GenerationConfig:
     context_latents: int = 2  # latents of the previous chunk carried as clean context (0..k)
     memory: str = "latent"  # "latent" (ours), "rgb" (point-cloud render + VAE), "none"
     voxel_size: float | str | None = FOOTPRINT  # "footprint" (bounded), world units, None
-    fusion: str = DEFAULT_FUSION  # how a stored surface takes a new view: latest | mean | first
+    # how a stored surface takes a new view: latest | mean | first; "auto" takes the model
+    # folder's (`mirage.json` "generation": the fusion its latent branch was trained on), else mean
+    fusion: str = "auto"
     # latent memory: r x r sub-cells per latent cell, read on an r-times finer grid and
     # averaged per cell (1 = one point per cell, the paper's read; docs/memory.md)
     subcells: int = DEFAULT_SUBCELLS
@@ -68,8 +70,9 @@ class GenerationConfig:
             raise ValueError(f"`memory_guidance` must be >= 0, got {self.memory_guidance}")
         if self.memory_guidance != 1 and self.memory == "none":
             raise ValueError("`memory_guidance` needs a memory to guide with, got memory='none'")
-        if self.fusion not in FUSION_MODES:
-            raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {self.fusion!r}")
+        if self.fusion not in (*FUSION_MODES, "auto"):
+            msg = f"`fusion` must be 'auto' or one of {FUSION_MODES}, got {self.fusion!r}"
+            raise ValueError(msg)
         check_subcells(self.subcells)
         sky = self.sky_distance
         if sky not in (None, "auto") and not (isinstance(sky, int | float) and sky > 0):

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from mirage.geometry import Cameras
 from mirage.memory import Readout, make_memory
+from mirage.memory.latent import DEFAULT_FUSION
 from mirage.pipeline.chunks import num_context, plan_chunks
 from mirage.pipeline.conditioning import observation
 from mirage.pipeline.config import GenerationConfig
@@ -144,6 +145,12 @@ class MiragePipeline:
         with self.offload.running(self.vae.vae):
             return self.vae.encode_images(frames, batch_size=len(frames))
 
+    def fusion(self, cfg: GenerationConfig) -> str:
+        """The latent memory's fusion a generation with `cfg` uses ("auto": the model folder's)."""
+        if cfg.fusion == "auto":
+            return self.defaults.get("fusion", DEFAULT_FUSION)
+        return cfg.fusion
+
     def sky_distance(self, cfg: GenerationConfig) -> float | None:
         """The sky dome distance a generation with `cfg` uses ("auto": the model folder's)."""
         if cfg.sky_distance == "auto":
@@ -173,6 +180,7 @@ class MiragePipeline:
         metadata = {
             "config": asdict(cfg),
             "sky_distance": self.sky_distance(cfg),  # what "auto" meant for this model
+            "fusion": self.fusion(cfg),
             "profile": state.conditioner.profile,
             "branch": state.branch,
             "references": [c.references for c in chunks],  # per chunk: written latents used
@@ -252,7 +260,7 @@ class MiragePipeline:
         image = image.to(self.device, torch.float32)
         memory = make_memory(
             cfg.memory, self.vae.z_dim, encode=self._encode, voxel_size=cfg.voxel_size,
-            dtype=getattr(torch, cfg.memory_dtype), device=self.device, fusion=cfg.fusion,
+            dtype=getattr(torch, cfg.memory_dtype), device=self.device, fusion=self.fusion(cfg),
             subcells=cfg.subcells,
         )  # fmt: skip
         init_seconds = dict.fromkeys(WRITE_STAGES, 0.0)

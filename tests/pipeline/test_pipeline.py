@@ -120,6 +120,25 @@ def test_loop_with_fusion_stops_growing_on_the_way_back(parts):
     assert points[1] > points[0] and points[3] == points[1]
 
 
+def test_auto_fusion_is_the_model_folders(parts):
+    """GenerationConfig's "auto" fusion is the folder's ("generation" in mirage.json, the
+    pipeline's `defaults`), else mean: the same memory as naming that fusion."""
+    scene, cams, image = _scene_and_cameras(preset="loop", frames=17)
+
+    def features(defaults, fusion):
+        pipe = _pipeline(parts, scene)
+        pipe.defaults = defaults
+        cfg = GenerationConfig(**FAST, fusion=fusion)
+        res = pipe.generate(image, cams, config=cfg, progress=False)
+        return res.memory.features, res.metadata["fusion"]
+
+    first, used = features({"fusion": "first"}, "auto")
+    assert used == "first" and torch.equal(first, features({}, "first")[0])
+    mean, used = features({}, "auto")
+    assert used == "mean" and torch.equal(mean, features({"fusion": "first"}, "mean")[0])
+    assert not torch.equal(first, mean)  # surfaces seen twice: the fusions differ
+
+
 def test_ground_truth_masks_keep_dynamic_objects_out(parts):
     # Reference: the same scene without its movers (make_scene keeps the rest when movers are
     # added). Depth is exact, so with masks every memory point must be a point the static

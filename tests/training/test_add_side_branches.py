@@ -1,4 +1,4 @@
-"""scripts/add_side_branches.py: branches in, hashes and the branches' sky dome recorded."""
+"""scripts/add_side_branches.py: branches in, hashes and how the branches read memory recorded."""
 
 import hashlib
 import importlib.util
@@ -20,11 +20,12 @@ def _script():
     return module
 
 
-def _export(root: Path, memory: str, sky) -> Path:
+def _export(root: Path, memory: str, sky, fusion="mean") -> Path:
     """A `mirage train` export folder: the shipped branch and a metadata.json saying how."""
     root.mkdir()
     shutil.copy(TINY_MODEL_DIR / "side_branch.safetensors", root / "side_branch.safetensors")
-    config = {"memory": memory, "sky_distance": sky}
+    fusion = fusion if memory == "latent" else None  # the RGB cache has no fusion
+    config = {"memory": memory, "sky_distance": sky, "fusion": fusion}
     (root / "metadata.json").write_text(json.dumps({"config": config}))
     return root
 
@@ -36,19 +37,20 @@ def model(tmp_path):
     return folder
 
 
-def test_the_branches_sky_distance_becomes_the_folders_default(model, tmp_path):
-    latent = _export(tmp_path / "latent", "latent", 1000.0)
+def test_the_branches_sky_distance_and_fusion_become_the_folders_defaults(model, tmp_path):
+    latent = _export(tmp_path / "latent", "latent", 1000.0, fusion="first")
     rgb = _export(tmp_path / "rgb", "rgb", 1000.0)
     _script().main(["--model", str(model), "--latent", str(latent), "--rgb", str(rgb)])
     info = json.loads((model / "mirage.json").read_text())
-    assert info["generation"]["sky_distance"] == 1000.0
+    assert info["generation"]["sky_distance"] == 1000.0 and info["generation"]["fusion"] == "first"
     digest = hashlib.sha256((model / "side_branch_rgb.safetensors").read_bytes()).hexdigest()
     assert info["sha256"]["side_branch_rgb.safetensors"] == digest
     # branches trained without the dome: the folder's default goes again
     latent_off = _export(tmp_path / "latent-off", "latent", None)
     rgb_off = _export(tmp_path / "rgb-off", "rgb", None)
     _script().main(["--model", str(model), "--latent", str(latent_off), "--rgb", str(rgb_off)])
-    assert "sky_distance" not in json.loads((model / "mirage.json").read_text())["generation"]
+    generation = json.loads((model / "mirage.json").read_text())["generation"]
+    assert "sky_distance" not in generation and generation["fusion"] == "mean"
 
 
 def test_branches_trained_on_different_skies_are_refused(model, tmp_path):
