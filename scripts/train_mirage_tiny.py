@@ -60,6 +60,8 @@ def main(argv=None) -> None:
     )
     p.add_argument("--readout-dropout", type=float, default=0.0,
                    help="probability of an empty side-branch input (no memory)")  # fmt: skip
+    p.add_argument("--fusion", default="mean", choices=("mean", "latest", "first"),
+                   help="how the training memories fuse a surface's views")  # fmt: skip
     args = p.parse_args(argv)
     work = Path(args.work)
 
@@ -93,7 +95,8 @@ def main(argv=None) -> None:
             lr=args.lr, threads=args.threads, num_workers=0, checkpoint_every=100,
             resume="latest", progress=False,
             memory_frames="decoded" if args.decoded_writes else "gt",
-            sky_distance=args.sky_distance, readout_dropout=args.readout_dropout, **start,
+            sky_distance=args.sky_distance, readout_dropout=args.readout_dropout,
+            fusion=args.fusion, **start,
         )[0]  # fmt: skip
         if not (Path(cfg.out) / "metadata.json").is_file():
             print(f"stage 0: {train(cfg).out}")
