@@ -32,7 +32,7 @@ class TrainConfig:
     # data (must match generation: context latents and memory settings)
     context_latents: int = 2  # clean latents of the previous chunk in front of the first frame
     voxel_size: float | str | None = "footprint"  # memory fusion (generation default)
-    fusion: str = DEFAULT_FUSION  # memory fusion mode (generation default)
+    fusion: str = DEFAULT_FUSION  # memory fusion mode (generation's without a model's own)
     subcells: int = DEFAULT_SUBCELLS  # latent-memory sub-cells per cell side (generation default)
     memory_dtype: str = "bfloat16"  # storage dtype of the memory (generation default)
     sky_distance: float | None = None  # sky dome distance (generation's `sky_distance`)

@@ -7,7 +7,7 @@ start / 4 its latent-aligned index). It uses the rules `MiragePipeline.generate`
 - the latent sequence is [context | first frame | targets]: context = the last
   `num_context(c, context_latents)` target latents of chunk c - 1 (`chunk_context`), first
   frame = the image latent of frame `start`, targets = the k video latents of chunk c;
-- the memory (`make_memory("latent", ...)`, the generation default fusion) holds the
+- the memory (`make_memory("latent", ...)`, with the config's fusion, as generation's) holds the
   latent-aligned frames 0 .. start, written in generation's groups (frame 0 alone, then each
   earlier chunk's k new frames) through `observation`: up-to-scale depth (shards say whether
   theirs is metric) is aligned to what the memory renders, exactly as generation aligns it;
