@@ -245,7 +245,7 @@ def main(argv=None) -> None:
         "frames": args.frames,
         "steps": args.steps,
         "memory_guidance": args.memory_guidance,
-        "sky_distance": pipe.sky_distance(GenerationConfig(sky_distance=args.sky_distance)),
+        "sky_distance": pipe.resolve(GenerationConfig(sky_distance=args.sky_distance)).sky_distance,
         "trajectory": "loop, out along pan_right 50 degrees and back, 64x64, chunks of 9",
         "means": by_kind,
         "walks": walks,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -59,7 +59,7 @@ class MiragePipeline:
             uses that kind (`{"rgb": "side_branch_rgb.safetensors"}`: a branch trained on RGB
             cache readouts); every other kind uses `files["branch"]`.
         defaults: what the model folder's `mirage.json` "generation" says; a config's "auto"
-            `sky_distance` takes its value from here.
+            `sky_distance` and `fusion` take their values from here (`resolve`).
     """
 
     def __init__(
@@ -145,17 +145,15 @@ class MiragePipeline:
         with self.offload.running(self.vae.vae):
             return self.vae.encode_images(frames, batch_size=len(frames))
 
-    def fusion(self, cfg: GenerationConfig) -> str:
-        """The latent memory's fusion a generation with `cfg` uses ("auto": the model folder's)."""
-        if cfg.fusion == "auto":
-            return self.defaults.get("fusion", DEFAULT_FUSION)
-        return cfg.fusion
-
-    def sky_distance(self, cfg: GenerationConfig) -> float | None:
-        """The sky dome distance a generation with `cfg` uses ("auto": the model folder's)."""
-        if cfg.sky_distance == "auto":
-            return self.defaults.get("sky_distance")
-        return cfg.sky_distance
+    def resolve(self, cfg: GenerationConfig) -> GenerationConfig:
+        """`cfg` with its "auto" settings (sky_distance, fusion) made the model folder's:
+        the memory its side branches were trained to read (`defaults`; mean fusion, no sky
+        dome without them)."""
+        auto = {
+            "sky_distance": self.defaults.get("sky_distance"),
+            "fusion": self.defaults.get("fusion", DEFAULT_FUSION),
+        }
+        return replace(cfg, **{k: v for k, v in auto.items() if getattr(cfg, k) == "auto"})
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -169,7 +167,7 @@ class MiragePipeline:
         config: GenerationConfig | None = None,
         progress: bool = True,
     ) -> GenerationResult:
-        cfg = config or GenerationConfig()
+        cfg = self.resolve(config or GenerationConfig())
         plan = self._check_inputs(image, cameras, prompt_embeds, cfg)  # all checks before work
         cameras = cameras.to(self.device)
         state = self._start(image, cameras[0], self._text(prompt, prompt_embeds), cfg)
@@ -178,9 +176,7 @@ class MiragePipeline:
             chunks.append(self.next_chunk(state, cameras[chunk.start : chunk.stop], progress))
             frames.append(chunks[-1].frames)
         metadata = {
-            "config": asdict(cfg),
-            "sky_distance": self.sky_distance(cfg),  # what "auto" meant for this model
-            "fusion": self.fusion(cfg),
+            "config": asdict(cfg),  # "auto" settings as this model resolved them
             "profile": state.conditioner.profile,
             "branch": state.branch,
             "references": [c.references for c in chunks],  # per chunk: written latents used
@@ -245,7 +241,7 @@ class MiragePipeline:
         config: GenerationConfig | None = None,
     ) -> ChunkState:
         """Encode the first frame into a new memory; `next_chunk` then adds one chunk a call."""
-        cfg = config or GenerationConfig()
+        cfg = self.resolve(config or GenerationConfig())
         if not isinstance(camera, Cameras) or len(camera) != 1:
             raise ValueError(f"`camera` must be a Cameras holding one camera, got {camera!r}")
         one_chunk = camera[[0] * cfg.chunk_frames]  # checks size and chunk length like generate
@@ -260,12 +256,11 @@ class MiragePipeline:
         image = image.to(self.device, torch.float32)
         memory = make_memory(
             cfg.memory, self.vae.z_dim, encode=self._encode, voxel_size=cfg.voxel_size,
-            dtype=getattr(torch, cfg.memory_dtype), device=self.device, fusion=self.fusion(cfg),
+            dtype=getattr(torch, cfg.memory_dtype), device=self.device, fusion=cfg.fusion,
             subcells=cfg.subcells,
         )  # fmt: skip
         init_seconds = dict.fromkeys(WRITE_STAGES, 0.0)
-        sky = self.sky_distance(cfg)
-        first = self._write(memory, image[None], camera[0], [0], init_seconds, sky)  # [1,C,h,w]
+        first = self._write(memory, image[None], camera[0], [0], init_seconds, cfg.sky_distance)
         conditioner.written(first, camera[:1], memory)
         s = self.vae.spatial_factor
         return ChunkState(
@@ -318,7 +313,7 @@ class MiragePipeline:
         # the clean latent of the chunk's last frame opens the next chunk
         index = [state.frames - 1 + m for m in slots[1:]]
         written = self._write(
-            memory, video[4::4], cameras[slots[1:]], index, times, self.sky_distance(cfg)
+            memory, video[4::4], cameras[slots[1:]], index, times, cfg.sky_distance
         )
         conditioner.finished(latents, readout, cameras[slots])
         conditioner.written(written, cameras[slots[1:]], memory)

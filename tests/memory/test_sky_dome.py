@@ -110,7 +110,7 @@ def test_auto_takes_the_model_folders_distance():
         pipe = MiragePipeline(model, VideoVAE(comp.vae), comp.scheduler, depth, defaults=defaults)
         cfg = GenerationConfig(chunk_frames=9, sky_distance=sky, subcells=1)
         state = pipe.start_chunks(image, cam, config=cfg)
-        return state.memory.num_points, pipe.sky_distance(cfg)
+        return state.memory.num_points, state.config.sky_distance
 
     dropped, _ = points({}, "auto")
     kept, used = points({"sky_distance": 1000.0}, "auto")

@@ -130,7 +130,7 @@ def test_auto_fusion_is_the_model_folders(parts):
         pipe.defaults = defaults
         cfg = GenerationConfig(**FAST, fusion=fusion)
         res = pipe.generate(image, cams, config=cfg, progress=False)
-        return res.memory.features, res.metadata["fusion"]
+        return res.memory.features, res.metadata["config"]["fusion"]
 
     first, used = features({"fusion": "first"}, "auto")
     assert used == "first" and torch.equal(first, features({}, "first")[0])

@@ -136,7 +136,7 @@ def _plain_loop(pipe, image, cams, cfg):
     from mirage.pipeline.sampling import sample_chunk
 
     memory = make_memory("latent", pipe.vae.z_dim, voxel_size=cfg.voxel_size,
-                         dtype=getattr(torch, cfg.memory_dtype), fusion=pipe.fusion(cfg),
+                         dtype=getattr(torch, cfg.memory_dtype), fusion="mean",  # no folder: mean
                          subcells=cfg.subcells)  # fmt: skip
 
     def write(frames, cameras, indices):
