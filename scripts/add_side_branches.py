@@ -45,14 +45,14 @@ def _generation_defaults(info: dict) -> None:
                if k in info}  # fmt: skip
     if len(set(trained.values())) > 1:
         raise SystemExit(f"the side branches were trained with different sky distances: {trained}")
-    sky = next(iter(trained.values()), None)
-    info["generation"].pop("sky_distance", None)
-    if sky is not None:
-        info["generation"]["sky_distance"] = sky
-    fusion = info.get("side_branch", {}).get("config", {}).get("fusion")
-    info["generation"].pop("fusion", None)
-    if fusion is not None:
-        info["generation"]["fusion"] = fusion
+    read = {
+        "sky_distance": next(iter(trained.values()), None),
+        "fusion": info.get("side_branch", {}).get("config", {}).get("fusion"),
+    }
+    for key, value in read.items():  # None: the key goes, generation's own default applies
+        info["generation"].pop(key, None)
+        if value is not None:
+            info["generation"][key] = value
 
 
 def main(argv=None) -> None:
