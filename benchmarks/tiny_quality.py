@@ -3,7 +3,8 @@ and the VAE's ceiling, per scene kind, plus long random walks; checks the model'
 
     OMP_NUM_THREADS=1 python benchmarks/tiny_quality.py [--scenes 20] [--frames 33] [--steps 10]
         [--model mirage/assets/mirage-tiny] [--shards out/tiny-v2/shards]
-        [--walk-scenes 4] [--walk-frames 257] [--memory-guidance 1.0] [--sky-distance auto]
+        [--walk-scenes 4] [--walk-frames 257] [--memory-guidance auto] [--sky-distance auto]
+        [--readout-copy auto]
 
 Loops: each scene (seeds HELDOUT_SEEDS from 900100, indoor and outdoor alternating) is flown
 along the demo's loop (out along a 50 degree pan to the right, back along the same poses) with
@@ -53,6 +54,7 @@ def loop_rows(pipe, scene, seed: int, kind: str, args, ss: int) -> list[dict]:
     runs = run_loop(
         pipe, cams, gt, args.steps, 9, seed=0, progress=False,
         memory_guidance=args.memory_guidance, sky_distance=args.sky_distance,
+        readout_copy=args.readout_copy,
     )  # fmt: skip
     rows = []
     for mode, run in runs.items():
@@ -89,6 +91,7 @@ def walk_scores(pipe, scene, frames: int, steps: int, ss: int, seed: int, args) 
     cfg = GenerationConfig(
         chunk_frames=9, num_inference_steps=steps, memory="latent", seed=0,
         memory_guidance=args.memory_guidance, sky_distance=args.sky_distance,
+        readout_copy=args.readout_copy,
     )  # fmt: skip
     out = pipe.generate(gt[0], cams, config=cfg, progress=False).frames
     late = slice(frames // 2, frames)
@@ -163,7 +166,12 @@ def targets(by_kind: dict, walks: list[dict]) -> dict:
 
 
 def main(argv=None) -> None:
-    from mirage.pipeline.config import GenerationConfig, parse_sky_distance
+    from mirage.pipeline.config import (
+        GenerationConfig,
+        parse_memory_guidance,
+        parse_readout_copy,
+        parse_sky_distance,
+    )
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None)
@@ -176,15 +184,23 @@ def main(argv=None) -> None:
     p.add_argument("--shards", default=None)
     p.add_argument(
         "--memory-guidance",
-        type=float,
-        default=1.0,
-        help="GenerationConfig.memory_guidance of the latent and rgb runs (1 = off)",
+        type=parse_memory_guidance,
+        default="auto",
+        help="GenerationConfig.memory_guidance of the latent and rgb runs: auto (the model's) | "
+        "off | a weight (1 = off)",
     )
     p.add_argument(
         "--sky-distance",
         type=parse_sky_distance,
         default="auto",
         help="GenerationConfig.sky_distance: auto (the model's) | off | world units",
+    )
+    p.add_argument(
+        "--readout-copy",
+        type=parse_readout_copy,
+        default="auto",
+        help="GenerationConfig.readout_copy of the latent and rgb runs: auto (the model's) | "
+        "off | 0..1",
     )
     p.add_argument("--out", default=str(RESULTS / "tiny_quality"))
     args = p.parse_args(argv)
@@ -244,8 +260,10 @@ def main(argv=None) -> None:
         "scenes": [list(s) for s in scenes],
         "frames": args.frames,
         "steps": args.steps,
-        "memory_guidance": args.memory_guidance,
-        "sky_distance": pipe.resolve(GenerationConfig(sky_distance=args.sky_distance)).sky_distance,
+        **{  # the "auto" settings as the model folder resolved them
+            k: getattr(pipe.resolve(GenerationConfig(**{k: getattr(args, k)})), k)
+            for k in ("sky_distance", "memory_guidance", "readout_copy")
+        },
         "trajectory": "loop, out along pan_right 50 degrees and back, 64x64, chunks of 9",
         "means": by_kind,
         "walks": walks,

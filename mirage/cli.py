@@ -155,8 +155,15 @@ def generate(
         None, help="Denoising steps per chunk (default: the model's, else 20)."
     ),
     guidance: float = typer.Option(1.0, help="Classifier-free guidance scale (1 = off)."),
-    memory_guidance: float = typer.Option(
-        1.0, help="Push each step away from what an empty memory gives (1 = off; 2 passes)."
+    memory_guidance: str = typer.Option(
+        "auto",
+        help="Push each step away from what an empty memory gives, where the memory sees: "
+        "auto (the model's, else off) | off | a weight (1 = off; 2 passes).",
+    ),
+    readout_copy: str = typer.Option(
+        "auto",
+        help="Move each step's clean estimate this fraction of the way to the memory readout "
+        "where it sees a surface: auto (the model's, else off) | off | 0..1.",
     ),
     shift: float = typer.Option(5.0, help="Flow-matching timestep shift of the sampler."),
     context_latents: int = typer.Option(2, help="Previous-chunk latents as context (0..k)."),
@@ -201,7 +208,12 @@ def generate(
     """Generate a camera-controlled video chunk by chunk with a spatial memory."""
     from mirage.data.world import parse_size
     from mirage.pipeline import GenerationConfig
-    from mirage.pipeline.config import parse_sky_distance, parse_voxel_size
+    from mirage.pipeline.config import (
+        parse_memory_guidance,
+        parse_readout_copy,
+        parse_sky_distance,
+        parse_voxel_size,
+    )
     from mirage.pipeline.model_info import model_defaults
     from mirage.pipeline.runner import GenerateJob, resolve_model, run_generate
 
@@ -214,7 +226,8 @@ def generate(
             size = f"{native['height']}x{native['width']}"
         config = GenerationConfig(
             chunk_frames=chunk_frames, num_inference_steps=steps, shift=shift,
-            guidance_scale=guidance, memory_guidance=memory_guidance,
+            guidance_scale=guidance, memory_guidance=parse_memory_guidance(memory_guidance),
+            readout_copy=parse_readout_copy(readout_copy),
             context_latents=context_latents, memory=memory,
             voxel_size=parse_voxel_size(voxel_size), fusion=fusion, subcells=subcells, seed=seed,
             references=references, reference_voxel=reference_voxel, cache=cache,

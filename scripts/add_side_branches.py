@@ -13,6 +13,9 @@ checks them). With neither, only the hashes are refreshed. The sky dome distance
 were trained with (`mirage train --sky-distance`; both must agree) becomes the folder's
 generation default ("generation": "sky_distance"), and so does the latent branch's memory
 fusion ("fusion"), so generation reads the memory the branches learnt from.
+`--readout-copy C` and `--memory-guidance W` set the folder's sampling defaults (what
+GenerationConfig's "auto" takes; their "off" value, 0 and 1, removes the key): choices measured
+on the finished model, not training ones.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+
+# generation sampling defaults a folder may set: (lowest, highest, off value)
+SAMPLING = {"readout_copy": (0.0, 1.0, 0.0), "memory_guidance": (0.0, float("inf"), 1.0)}
 
 
 def _check(model: Path, src: Path, memory: str) -> dict:
@@ -60,7 +66,23 @@ def main(argv=None) -> None:
     p.add_argument("--model", required=True, help="model folder (mirage.json, side branch)")
     p.add_argument("--latent", default=None, help="`mirage train --memory latent` export")
     p.add_argument("--rgb", default=None, help="`mirage train --memory rgb` export folder")
+    p.add_argument(
+        "--readout-copy",
+        type=float,
+        default=None,
+        help="the folder's readout copy, in [0, 1] (0: off); unchanged if not given",
+    )
+    p.add_argument(
+        "--memory-guidance",
+        type=float,
+        default=None,
+        help="the folder's memory guidance, >= 0 (1: off); unchanged if not given",
+    )
     args = p.parse_args(argv)
+    for key, (low, high, _) in SAMPLING.items():
+        value = getattr(args, key)
+        if value is not None and not low <= value <= high:
+            raise SystemExit(f"--{key.replace('_', '-')} must be in [{low}, {high}], got {value}")
 
     from mirage.atomic import atomic_path, write_json
     from mirage.models.loading import weight_hashes
@@ -75,6 +97,12 @@ def main(argv=None) -> None:
     for key, (src, memory, _) in given.items():  # every check before any file changes
         info[key] = _check(model, src, memory)
     _generation_defaults(info)
+    for key, (_, _, off) in SAMPLING.items():
+        value = getattr(args, key)
+        if value is not None:  # the off value: the key goes, generation's own default (off)
+            info["generation"].pop(key, None)
+            if value != off:
+                info["generation"][key] = value
     for src, _, name in given.values():
         with atomic_path(model / name) as tmp:
             shutil.copy(src / SIDE_BRANCH_FILE, tmp)

@@ -37,10 +37,15 @@ class GenerationConfig:
     # "auto" takes the model folder's (`mirage.json` "generation"), else None.
     sky_distance: float | str | None = "auto"
     side_scale: float = 1.0  # weight of the side-branch hints
-    # Memory guidance (not in the paper): each step's velocity is pushed away from the one the
-    # model gives with an empty readout, v_empty + w (v - v_empty); 1 = off. One more
-    # transformer pass per step; sharper returns for a little PSNR (docs/models.md).
-    memory_guidance: float = 1.0
+    # Memory guidance (not in the paper): in the cells the readout sees, each step's velocity
+    # is pushed away from the one the model gives with an empty readout, v_empty + w (v -
+    # v_empty); 1 = off; "auto" takes the model folder's (`mirage.json` "generation"), else 1.
+    # One more transformer pass per step; sharper returns (docs/models.md).
+    memory_guidance: float | str = "auto"
+    # Readout copy (not in the paper): each step's clean estimate is moved this fraction of the
+    # way to the memory readout in the cells the readout sees (0 = off, 1 = the readout itself
+    # there); "auto" takes the model folder's (`mirage.json` "generation"), else 0.
+    readout_copy: float | str = "auto"
     seed: int = 0  # noise seed: same seed, same video on the same device
     fps: int = 16  # frame rate written to video.mp4
     # Reference-frame retrieval (mirage.pipeline.retrieval): past clean latents as extra clean
@@ -66,10 +71,14 @@ class GenerationConfig:
             raise ValueError(f"`shift` must be > 0, got {self.shift}")
         if self.guidance_scale < 1:
             raise ValueError(f"`guidance_scale` must be >= 1, got {self.guidance_scale}")
-        if not self.memory_guidance >= 0:
-            raise ValueError(f"`memory_guidance` must be >= 0, got {self.memory_guidance}")
-        if self.memory_guidance != 1 and self.memory == "none":
-            raise ValueError("`memory_guidance` needs a memory to guide with, got memory='none'")
+        w, copy = self.memory_guidance, self.readout_copy
+        if w != "auto" and not (isinstance(w, int | float) and w >= 0):
+            raise ValueError(f"`memory_guidance` must be 'auto' or >= 0, got {w!r}")
+        if copy != "auto" and not (isinstance(copy, int | float) and 0 <= copy <= 1):
+            raise ValueError(f"`readout_copy` must be 'auto' or in [0, 1], got {copy!r}")
+        for name, value, off in (("memory_guidance", w, 1), ("readout_copy", copy, 0)):
+            if self.memory == "none" and value not in ("auto", off):  # "auto": off then
+                raise ValueError(f"`{name}` needs a memory to work with, got memory='none'")
         if self.fusion not in (*FUSION_MODES, "auto"):
             msg = f"`fusion` must be 'auto' or one of {FUSION_MODES}, got {self.fusion!r}"
             raise ValueError(msg)
@@ -116,3 +125,19 @@ def parse_sky_distance(text: str | float | None) -> float | str | None:
 def parse_voxel_size(text: str | float | None) -> float | str | None:
     """`--voxel-size` as typed: "footprint" (default), "none" (append) or a number of units."""
     return _word_or_number("voxel_size", text, FOOTPRINT, "none")
+
+
+def _auto_or_number(name: str, text: str | float | None, off: float) -> float | str:
+    """A sampling option as typed: "auto" (the model's), "off" (the value `off`) or a number."""
+    value = _word_or_number(name, text, "auto", "off")
+    return off if value is None else value
+
+
+def parse_readout_copy(text: str | float | None) -> float | str:
+    """`--readout-copy` as typed: "auto" (the model's), "off" (0) or a fraction in [0, 1]."""
+    return _auto_or_number("readout_copy", text, 0.0)
+
+
+def parse_memory_guidance(text: str | float | None) -> float | str:
+    """`--memory-guidance` as typed: "auto" (the model's), "off" (1) or a weight >= 0."""
+    return _auto_or_number("memory_guidance", text, 1.0)

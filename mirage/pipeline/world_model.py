@@ -59,7 +59,8 @@ class MiragePipeline:
             uses that kind (`{"rgb": "side_branch_rgb.safetensors"}`: a branch trained on RGB
             cache readouts); every other kind uses `files["branch"]`.
         defaults: what the model folder's `mirage.json` "generation" says; a config's "auto"
-            `sky_distance` and `fusion` take their values from here (`resolve`).
+            `sky_distance`, `fusion`, `memory_guidance` and `readout_copy` take their values
+            from here (`resolve`).
     """
 
     def __init__(
@@ -104,10 +105,11 @@ class MiragePipeline:
                 f"{self.vae.spatial_factor} (the pixels per latent cell side)"
             )
         profile = getattr(self.transformer, "profile", "mirage")
-        if cfg.memory_guidance != 1 and profile != "mirage":
-            raise ValueError(  # other profiles' side inputs are more than a readout to empty
-                f"`memory_guidance` needs a side branch of the mirage profile, got {profile!r}"
-            )
+        for name, off in (("memory_guidance", 1), ("readout_copy", 0)):
+            if getattr(cfg, name) != off and profile != "mirage":
+                raise ValueError(  # other profiles' side inputs are more than a readout
+                    f"`{name}` needs a side branch of the mirage profile, got {profile!r}"
+                )
         plan = plan_chunks(len(cameras), cfg.chunk_frames)
         text_dim = self.transformer.config.text_dim
         if prompt_embeds is not None and (
@@ -146,12 +148,16 @@ class MiragePipeline:
             return self.vae.encode_images(frames, batch_size=len(frames))
 
     def resolve(self, cfg: GenerationConfig) -> GenerationConfig:
-        """`cfg` with its "auto" settings (sky_distance, fusion) made the model folder's:
-        the memory its side branches were trained to read (`defaults`; mean fusion, no sky
-        dome without them)."""
+        """`cfg` with its "auto" settings (sky_distance, fusion, memory_guidance,
+        readout_copy) made the model folder's: the memory its side branches were trained to
+        read and how it is sampled (`defaults`; mean fusion, no sky dome, guidance or copy
+        without them; neither guidance nor copy without a memory)."""
+        memory = cfg.memory != "none"
         auto = {
             "sky_distance": self.defaults.get("sky_distance"),
             "fusion": self.defaults.get("fusion", DEFAULT_FUSION),
+            "memory_guidance": self.defaults.get("memory_guidance", 1.0) if memory else 1.0,
+            "readout_copy": self.defaults.get("readout_copy", 0.0) if memory else 0.0,
         }
         return replace(cfg, **{k: v for k, v in auto.items() if getattr(cfg, k) == "auto"})
 
@@ -303,7 +309,7 @@ class MiragePipeline:
                 inputs.condition, cfg.num_inference_steps, cfg.guidance_scale, null_text,
                 cfg.side_scale, progress, after=inputs.after, num_ref=inputs.num_ref,
                 cache=cfg.cache, cache_threshold=cfg.cache_threshold,
-                memory_guidance=cfg.memory_guidance,
+                memory_guidance=cfg.memory_guidance, readout_copy=cfg.readout_copy,
             )  # fmt: skip
         # 3. decode the chunk (slot 0 decodes to the given first frame)
         latents = torch.cat([first, targets])

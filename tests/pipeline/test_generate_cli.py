@@ -43,6 +43,8 @@ def test_generate_writes_video_frames_memory_and_metadata(tiny_model_dir, tmp_pa
         (["--depth", "/no/such/depth-model"], "depth-model"),
         (["--sky-distance", "far"], "sky_distance"),
         (["--voxel-size", "big"], "voxel_size"),
+        (["--readout-copy", "1.5"], "readout_copy"),
+        (["--readout-copy", "0.5", "--memory", "none"], "needs a memory"),
     ],
 )
 def test_generate_refuses_bad_options(tiny_model_dir, tmp_path, extra, message):

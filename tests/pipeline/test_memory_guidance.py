@@ -1,6 +1,7 @@
-"""Memory guidance: each step's velocity is v_empty + w (v - v_empty), v_empty being the
-model's velocity with a readout that sees nothing. Checked against sampling with an all-zero
-readout (w = 0), against a transformer that does the mixing itself (w = 2), and on input."""
+"""Memory guidance: in the target cells the readout sees, each step's velocity is
+v_empty + w (v - v_empty), v_empty being the model's velocity with a readout that sees nothing;
+elsewhere v. Checked against sampling with an all-zero readout (w = 0, every cell seen),
+against a transformer that does the mixing itself (w = 2), and on input."""
 
 import pytest
 import torch
@@ -21,18 +22,19 @@ def transformer():
     return tr
 
 
-def _inputs(tr, seed=0):
+def _inputs(tr, seed=0, seen=0.6):
     gen = torch.Generator().manual_seed(seed)
     C = tr.config.in_channels
     clean, noise = torch.randn(1, C, 4, 4, generator=gen), torch.randn(2, C, 4, 4, generator=gen)
-    mask = (torch.rand(1, 3, 4, 4, generator=gen) > 0.4).float()
+    mask = (torch.rand(1, 3, 4, 4, generator=gen) < seen).float()
     readout = torch.randn(C, 3, 4, 4, generator=gen) * mask
     text = torch.zeros(1, 1, tr.config.text_dim)
     return clean, noise, text, torch.cat([readout, mask])  # condition [C+1,F,h,w]
 
 
 class _Mixed(torch.nn.Module):
-    """The transformer with the guidance done inside: what sample_chunk should compute."""
+    """The transformer with the guidance done inside, in the cells the readout's mask (its last
+    channel) sees: what sample_chunk should compute."""
 
     def __init__(self, tr, w):
         super().__init__()
@@ -41,23 +43,26 @@ class _Mixed(torch.nn.Module):
     def forward(self, latents, timestep, text, readout, **kw):
         v = self.tr(latents, timestep, text, readout, **kw)
         v_empty = self.tr(latents, timestep, text, torch.zeros_like(readout), **kw)
-        return v_empty + self.w * (v - v_empty)
+        seen = readout[:, -1:].to(v.dtype)  # [1,1,F,h,w]
+        return v_empty + (1 + (self.w - 1) * seen) * (v - v_empty)
 
 
 def _sample(tr, clean, noise, text, cond, w=1.0):
     return sample_chunk(tr, make_scheduler(5.0), clean, noise, text, cond, 3, memory_guidance=w)
 
 
-def test_weight_zero_is_sampling_with_an_empty_readout(transformer):
-    clean, noise, text, cond = _inputs(transformer)
+def test_weight_zero_is_sampling_with_an_empty_readout_where_all_is_seen(transformer):
+    clean, noise, text, cond = _inputs(transformer, seen=1.1)
+    assert cond[-1].all()
     got = _sample(transformer, clean, noise, text, cond, w=0.0)
     want = _sample(transformer, clean, noise, text, torch.zeros_like(cond))
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     assert not torch.allclose(got, _sample(transformer, clean, noise, text, cond), atol=1e-3)
 
 
-def test_weight_two_mixes_the_two_velocities_at_every_step(transformer):
+def test_weight_two_mixes_the_two_velocities_at_every_step_in_seen_cells(transformer):
     clean, noise, text, cond = _inputs(transformer, seed=3)
+    assert 0 < cond[-1].mean() < 1
     got = _sample(transformer, clean, noise, text, cond, w=2.0)
     want = _sample(_Mixed(transformer, 2.0), clean, noise, text, cond)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)

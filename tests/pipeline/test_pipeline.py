@@ -139,6 +139,26 @@ def test_auto_fusion_is_the_model_folders(parts):
     assert not torch.equal(first, mean)  # surfaces seen twice: the fusions differ
 
 
+def test_auto_readout_copy_is_the_model_folders_and_off_without_memory(parts):
+    """ "auto" readout copy is the folder's, the same frames as naming it; 0 without one, and
+    without a memory whatever the folder says."""
+    scene, cams, image = _scene_and_cameras(preset="loop", frames=17)
+
+    def run(defaults, copy, memory="latent"):
+        pipe = _pipeline(parts, scene)
+        pipe.defaults = defaults
+        cfg = GenerationConfig(**FAST, memory=memory, readout_copy=copy)
+        res = pipe.generate(image, cams, config=cfg, progress=False)
+        return res.frames, res.metadata["config"]["readout_copy"]
+
+    copied, used = run({"readout_copy": 0.5}, "auto")
+    assert used == 0.5 and torch.equal(copied, run({}, 0.5)[0])
+    plain, used = run({}, "auto")
+    assert used == 0.0 and torch.equal(plain, run({"readout_copy": 0.5}, 0.0)[0])
+    assert not torch.equal(copied, plain)  # the loop comes back over seen surfaces
+    assert run({"readout_copy": 0.5}, "auto", memory="none")[1] == 0.0
+
+
 def test_ground_truth_masks_keep_dynamic_objects_out(parts):
     # Reference: the same scene without its movers (make_scene keeps the rest when movers are
     # added). Depth is exact, so with masks every memory point must be a point the static

@@ -149,9 +149,11 @@ def test_converted_official_checkpoint_generates_with_its_profile(tmp_path, monk
     F, shape, t, R = calls[-1]
     assert R == len(refs[1]) and F == R + 3 + 2 and shape[1:3] == (2 * C, 5)
     assert t[: R + 1] == [0.0] * (R + 1) and t[-2:] == [0.0, 0.0] and min(t[R + 1 : R + 3]) > 0
-    # memory guidance empties a readout; an official side input is more than one: refused
-    guided = GenerationConfig(chunk_frames=9, num_inference_steps=2, memory_guidance=1.5)
+    # memory guidance empties a readout, readout copy copies one; an official side input is
+    # more than a readout: both refused
     n = len(calls)
-    with pytest.raises(ValueError, match="memory_guidance.*mirage profile"):
-        pipe.generate(image, cams, config=guided, progress=False)
+    for name, value in (("memory_guidance", 1.5), ("readout_copy", 0.5)):
+        bad = GenerationConfig(chunk_frames=9, num_inference_steps=2, **{name: value})
+        with pytest.raises(ValueError, match=f"{name}.*mirage profile"):
+            pipe.generate(image, cams, config=bad, progress=False)
     assert len(calls) == n  # before any denoising

@@ -62,3 +62,20 @@ def test_branches_trained_on_different_skies_are_refused(model, tmp_path):
     with pytest.raises(SystemExit, match="sky"):
         _script().main(["--model", str(model), "--latent", str(latent), "--rgb", str(rgb)])
     assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
+
+
+def test_sampling_defaults_are_set_kept_and_removed(model):
+    def generation(*extra):
+        _script().main(["--model", str(model), *extra])
+        return json.loads((model / "mirage.json").read_text())["generation"]
+
+    got = generation("--readout-copy", "0.3", "--memory-guidance", "1.5")
+    assert got["readout_copy"] == 0.3 and got["memory_guidance"] == 1.5
+    assert generation()["readout_copy"] == 0.3  # not given: unchanged
+    got = generation("--readout-copy", "0", "--memory-guidance", "1")  # the off values
+    assert "readout_copy" not in got and "memory_guidance" not in got
+    before = (model / "mirage.json").read_bytes()
+    for bad in (["--readout-copy", "1.5"], ["--memory-guidance", "-1"]):
+        with pytest.raises(SystemExit, match=bad[0]):
+            generation(*bad)
+    assert (model / "mirage.json").read_bytes() == before
