@@ -272,9 +272,9 @@ def main(argv=None) -> None:
         "machine": describe_machine("cpu"),
         "torch_threads": torch.get_num_threads(),
     }
-    out = Path(args.out)
-    write_csv(out.with_suffix(".csv"), rows, list(rows[0]))  # a memory row has every column
-    write_json(out.with_suffix(".json"), summary)
+    out = str(args.out)  # a stem: "x_1.5" must not lose its ".5" to a suffix
+    write_csv(Path(out + ".csv"), rows, list(rows[0]))  # a memory row has every column
+    write_json(Path(out + ".json"), summary)
     for kind, table in by_kind.items():
         print(f"\n{kind}: {'':<12}" + "".join(f"{k:>17}" for k in ROW_KEYS))
         for name, m in table.items():

@@ -151,8 +151,9 @@ class MiragePipeline:
         """`cfg` with its "auto" settings (sky_distance, fusion, memory_guidance,
         readout_copy) made the model folder's: the memory its side branches were trained to
         read and how it is sampled (`defaults`; mean fusion, no sky dome, guidance or copy
-        without them; neither guidance nor copy without a memory)."""
-        memory = cfg.memory != "none"
+        without them; neither guidance nor copy without a memory or with a side branch of
+        another profile, whose input is more than the readout they act on)."""
+        memory = cfg.memory != "none" and getattr(self.transformer, "profile", "mirage") == "mirage"
         auto = {
             "sky_distance": self.defaults.get("sky_distance"),
             "fusion": self.defaults.get("fusion", DEFAULT_FUSION),
