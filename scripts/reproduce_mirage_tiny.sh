@@ -138,4 +138,7 @@ stage0_on() {
 }
 stage0_on "$W/v5-start" "$W/v5" 3e-4 "$W/v5-round1"
 stage0_on "$W/v5-round1" "$W/v5b" 2e-4 "$W/mirage-tiny-v5" --fusion first  # (rgb ignores it)
+# 24. the folder's sampling default: readout copy 0.4 (chosen on held-out scenes 900200-900219,
+#     apart from the model card's 900100-900119; MODEL_CARD.md)
+"$PY" scripts/add_side_branches.py --model "$W/mirage-tiny-v5" --readout-copy 0.4
 echo "wrote $W/mirage-tiny-v5; score it: $PY benchmarks/tiny_quality.py --model $W/mirage-tiny-v5"
