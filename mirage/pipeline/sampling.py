@@ -85,5 +85,5 @@ def copy_readout(v, x, sigma: float, target, weight):
     """Readout copy (not in the paper): the flow velocity (x - x0') / sigma whose clean
     estimate is x0' = x0 + weight (target - x0), x0 = x - sigma v being the model's, per cell.
     Where the memory sees a surface the answer is in the readout; the model alone copies it
-    1-2 dB short of the readout decoded on its own (mirage-tiny's model card)."""
+    1-1.5 dB short of the readout decoded on its own (mirage-tiny's model card)."""
     return v - weight * (target - (x - sigma * v)) / sigma
