@@ -129,6 +129,8 @@ def test_converted_official_checkpoint_generates_with_its_profile(tmp_path, monk
     scene = make_scene(3)
     pipe = build_pipeline(TINY_MODEL_DIR, branch=out, depth="gt", scene=scene)
     assert pipe.transformer.profile == "official"  # chosen from the file
+    # the folder's readout copy is for its own (mirage-profile) branches: "auto" is off here
+    assert pipe.defaults["readout_copy"] > 0 and pipe.resolve(GenerationConfig()).readout_copy == 0
     calls = []
     forward = MirageTransformer.forward
 
