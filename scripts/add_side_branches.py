@@ -25,9 +25,6 @@ import json
 import shutil
 from pathlib import Path
 
-# generation sampling defaults a folder may set: (lowest, highest, off value)
-SAMPLING = {"readout_copy": (0.0, 1.0, 0.0), "memory_guidance": (0.0, float("inf"), 1.0)}
-
 
 def _check(model: Path, src: Path, memory: str) -> dict:
     """The export's training metadata, after checking what it was trained on and that its
@@ -51,14 +48,15 @@ def _generation_defaults(info: dict) -> None:
                if k in info}  # fmt: skip
     if len(set(trained.values())) > 1:
         raise SystemExit(f"the side branches were trained with different sky distances: {trained}")
-    read = {
-        "sky_distance": next(iter(trained.values()), None),
-        "fusion": info.get("side_branch", {}).get("config", {}).get("fusion"),
-    }
-    for key, value in read.items():  # None: the key goes, generation's own default applies
-        info["generation"].pop(key, None)
-        if value is not None:
-            info["generation"][key] = value
+    _set(info["generation"], "sky_distance", next(iter(trained.values()), None))
+    _set(info["generation"], "fusion", info.get("side_branch", {}).get("config", {}).get("fusion"))
+
+
+def _set(generation: dict, key: str, value, off=None) -> None:
+    """`generation[key] = value`; the value `off` removes the key (generation's own default)."""
+    generation.pop(key, None)
+    if value != off:
+        generation[key] = value
 
 
 def main(argv=None) -> None:
@@ -79,13 +77,10 @@ def main(argv=None) -> None:
         help="the folder's memory guidance, >= 0 (1: off); unchanged if not given",
     )
     args = p.parse_args(argv)
-    for key, (low, high, _) in SAMPLING.items():
-        value = getattr(args, key)
-        if value is not None and not low <= value <= high:
-            raise SystemExit(f"--{key.replace('_', '-')} must be in [{low}, {high}], got {value}")
 
     from mirage.atomic import atomic_path, write_json
     from mirage.models.loading import weight_hashes
+    from mirage.pipeline.config import SAMPLING_OFF, GenerationConfig
     from mirage.pipeline.loading import RGB_SIDE_BRANCH_FILE, SIDE_BRANCH_FILE
 
     model = Path(args.model)
@@ -94,15 +89,16 @@ def main(argv=None) -> None:
         ("side_branch", args.latent, "latent", SIDE_BRANCH_FILE),
         ("side_branch_rgb", args.rgb, "rgb", RGB_SIDE_BRANCH_FILE),
     ) if src is not None}  # fmt: skip
-    for key, (src, memory, _) in given.items():  # every check before any file changes
+    sampling = {k: getattr(args, k) for k in SAMPLING_OFF if getattr(args, k) is not None}
+    try:  # every check before any file changes: generation's own checks of the values
+        GenerationConfig(**sampling)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    for key, (src, memory, _) in given.items():
         info[key] = _check(model, src, memory)
     _generation_defaults(info)
-    for key, (_, _, off) in SAMPLING.items():
-        value = getattr(args, key)
-        if value is not None:  # the off value: the key goes, generation's own default (off)
-            info["generation"].pop(key, None)
-            if value != off:
-                info["generation"][key] = value
+    for key, value in sampling.items():
+        _set(info["generation"], key, value, SAMPLING_OFF[key])
     for src, _, name in given.values():
         with atomic_path(model / name) as tmp:
             shutil.copy(src / SIDE_BRANCH_FILE, tmp)

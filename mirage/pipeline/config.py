@@ -15,6 +15,10 @@ REFERENCES = ("auto", "on", "off")  # when reference frames are retrieved
 
 MEMORY_MODES = MEMORY_KINDS
 
+# sampling options a model folder may set for "auto" (`mirage.json` "generation"), each with the
+# value that turns it off (what "auto" means without a memory or a folder value)
+SAMPLING_OFF = {"memory_guidance": 1.0, "readout_copy": 0.0}
+
 
 @dataclass(frozen=True)
 class GenerationConfig:
@@ -76,8 +80,8 @@ class GenerationConfig:
             raise ValueError(f"`memory_guidance` must be 'auto' or >= 0, got {w!r}")
         if copy != "auto" and not (isinstance(copy, int | float) and 0 <= copy <= 1):
             raise ValueError(f"`readout_copy` must be 'auto' or in [0, 1], got {copy!r}")
-        for name, value, off in (("memory_guidance", w, 1), ("readout_copy", copy, 0)):
-            if self.memory == "none" and value not in ("auto", off):  # "auto": off then
+        for name, off in SAMPLING_OFF.items():
+            if self.memory == "none" and getattr(self, name) not in ("auto", off):
                 raise ValueError(f"`{name}` needs a memory to work with, got memory='none'")
         if self.fusion not in (*FUSION_MODES, "auto"):
             msg = f"`fusion` must be 'auto' or one of {FUSION_MODES}, got {self.fusion!r}"
@@ -127,17 +131,18 @@ def parse_voxel_size(text: str | float | None) -> float | str | None:
     return _word_or_number("voxel_size", text, FOOTPRINT, "none")
 
 
-def _auto_or_number(name: str, text: str | float | None, off: float) -> float | str:
-    """A sampling option as typed: "auto" (the model's), "off" (the value `off`) or a number."""
+def _sampling(name: str, text: str | float | None) -> float | str:
+    """A sampling option as typed: "auto" (the model's), "off" (its SAMPLING_OFF value) or a
+    number."""
     value = _word_or_number(name, text, "auto", "off")
-    return off if value is None else value
+    return SAMPLING_OFF[name] if value is None else value
 
 
 def parse_readout_copy(text: str | float | None) -> float | str:
     """`--readout-copy` as typed: "auto" (the model's), "off" (0) or a fraction in [0, 1]."""
-    return _auto_or_number("readout_copy", text, 0.0)
+    return _sampling("readout_copy", text)
 
 
 def parse_memory_guidance(text: str | float | None) -> float | str:
     """`--memory-guidance` as typed: "auto" (the model's), "off" (1) or a weight >= 0."""
-    return _auto_or_number("memory_guidance", text, 1.0)
+    return _sampling("memory_guidance", text)

@@ -20,7 +20,7 @@ from mirage.memory import Readout, make_memory
 from mirage.memory.latent import DEFAULT_FUSION
 from mirage.pipeline.chunks import num_context, plan_chunks
 from mirage.pipeline.conditioning import observation
-from mirage.pipeline.config import GenerationConfig
+from mirage.pipeline.config import SAMPLING_OFF, GenerationConfig
 from mirage.pipeline.offload import Offload
 from mirage.pipeline.profiles import ChunkConditioner
 from mirage.pipeline.sampling import sample_chunk
@@ -105,7 +105,7 @@ class MiragePipeline:
                 f"{self.vae.spatial_factor} (the pixels per latent cell side)"
             )
         profile = getattr(self.transformer, "profile", "mirage")
-        for name, off in (("memory_guidance", 1), ("readout_copy", 0)):
+        for name, off in SAMPLING_OFF.items():
             if getattr(cfg, name) != off and profile != "mirage":
                 raise ValueError(  # other profiles' side inputs are more than a readout
                     f"`{name}` needs a side branch of the mirage profile, got {profile!r}"
@@ -153,12 +153,12 @@ class MiragePipeline:
         read and how it is sampled (`defaults`; mean fusion, no sky dome, guidance or copy
         without them; neither guidance nor copy without a memory or with a side branch of
         another profile, whose input is more than the readout they act on)."""
-        memory = cfg.memory != "none" and getattr(self.transformer, "profile", "mirage") == "mirage"
+        profile = getattr(self.transformer, "profile", "mirage")
+        readout = cfg.memory != "none" and profile == "mirage"  # what guidance and copy act on
         auto = {
             "sky_distance": self.defaults.get("sky_distance"),
             "fusion": self.defaults.get("fusion", DEFAULT_FUSION),
-            "memory_guidance": self.defaults.get("memory_guidance", 1.0) if memory else 1.0,
-            "readout_copy": self.defaults.get("readout_copy", 0.0) if memory else 0.0,
+            **{k: self.defaults.get(k, off) if readout else off for k, off in SAMPLING_OFF.items()},
         }
         return replace(cfg, **{k: v for k, v in auto.items() if getattr(cfg, k) == "auto"})
 
