@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+AUTO_SETTINGS = ("sky_distance", "memory_guidance", "readout_copy")  # recorded as resolved
 ROW_KEYS = ("psnr", "psnr_return", "psnr_last", "ssim", "closed_loop_psnr", "contrast_return",
             "readout_alone")  # fmt: skip
 
@@ -251,6 +252,7 @@ def main(argv=None) -> None:
             print(f"  walk: {json.dumps(walks[-1])}", flush=True)  # fmt: skip
 
     by_kind = {k: means(rows, None if k == "all" else k) for k in ("all", "indoor", "outdoor")}
+    resolved = pipe.resolve(GenerationConfig(**{k: getattr(args, k) for k in AUTO_SETTINGS}))
     summary = {
         "command": "python benchmarks/tiny_quality.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
@@ -260,10 +262,7 @@ def main(argv=None) -> None:
         "scenes": [list(s) for s in scenes],
         "frames": args.frames,
         "steps": args.steps,
-        **{  # the "auto" settings as the model folder resolved them
-            k: getattr(pipe.resolve(GenerationConfig(**{k: getattr(args, k)})), k)
-            for k in ("sky_distance", "memory_guidance", "readout_copy")
-        },
+        **{k: getattr(resolved, k) for k in AUTO_SETTINGS},  # "auto" as the folder resolved it
         "trajectory": "loop, out along pan_right 50 degrees and back, 64x64, chunks of 9",
         "means": by_kind,
         "walks": walks,
