@@ -55,7 +55,7 @@ def loop_rows(pipe, scene, seed: int, kind: str, args, ss: int) -> list[dict]:
     runs = run_loop(
         pipe, cams, gt, args.steps, 9, seed=0, progress=False,
         memory_guidance=args.memory_guidance, sky_distance=args.sky_distance,
-        readout_copy=args.readout_copy,
+        readout_copy=args.readout_copy, memory_guidance_sigma=args.memory_guidance_sigma,
     )  # fmt: skip
     rows = []
     for mode, run in runs.items():
@@ -92,7 +92,7 @@ def walk_scores(pipe, scene, frames: int, steps: int, ss: int, seed: int, args) 
     cfg = GenerationConfig(
         chunk_frames=9, num_inference_steps=steps, memory="latent", seed=0,
         memory_guidance=args.memory_guidance, sky_distance=args.sky_distance,
-        readout_copy=args.readout_copy,
+        readout_copy=args.readout_copy, memory_guidance_sigma=args.memory_guidance_sigma,
     )  # fmt: skip
     out = pipe.generate(gt[0], cams, config=cfg, progress=False).frames
     late = slice(frames // 2, frames)
@@ -191,6 +191,13 @@ def main(argv=None) -> None:
         "off | a weight (1 = off)",
     )
     p.add_argument(
+        "--memory-guidance-sigma",
+        type=float,
+        default=1.0,
+        help="GenerationConfig.memory_guidance_sigma: guide only the steps of noise level "
+        "sigma <= this (1 = every step)",
+    )
+    p.add_argument(
         "--sky-distance",
         type=parse_sky_distance,
         default="auto",
@@ -263,6 +270,7 @@ def main(argv=None) -> None:
         "frames": args.frames,
         "steps": args.steps,
         **{k: getattr(resolved, k) for k in AUTO_SETTINGS},  # "auto" as the folder resolved it
+        "memory_guidance_sigma": args.memory_guidance_sigma,
         "trajectory": "loop, out along pan_right 50 degrees and back, 64x64, chunks of 9",
         "means": by_kind,
         "walks": walks,

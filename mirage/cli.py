@@ -160,6 +160,11 @@ def generate(
         help="Push each step away from what an empty memory gives, where the memory sees: "
         "auto (the model's, else off) | off | a weight (1 = off; 2 passes).",
     ),
+    memory_guidance_sigma: float = typer.Option(
+        1.0,
+        help="Memory guidance only on the steps of noise level sigma <= this (1 = every step; "
+        "the low-noise steps carry its effect, at fewer extra passes).",
+    ),
     readout_copy: str = typer.Option(
         "auto",
         help="Move each step's clean estimate this fraction of the way to the memory readout "
@@ -227,6 +232,7 @@ def generate(
         config = GenerationConfig(
             chunk_frames=chunk_frames, num_inference_steps=steps, shift=shift,
             guidance_scale=guidance, memory_guidance=parse_memory_guidance(memory_guidance),
+            memory_guidance_sigma=memory_guidance_sigma,
             readout_copy=parse_readout_copy(readout_copy),
             context_latents=context_latents, memory=memory,
             voxel_size=parse_voxel_size(voxel_size), fusion=fusion, subcells=subcells, seed=seed,

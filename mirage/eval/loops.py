@@ -140,12 +140,13 @@ def readout_alone(result, vae, gt: torch.Tensor) -> dict:
 
 def run_loop(pipe, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, seed: int,
              modes=MODES, progress: bool = True, memory_guidance="auto",
-             sky_distance="auto", readout_copy="auto") -> dict:  # fmt: skip
+             sky_distance="auto", readout_copy="auto",
+             memory_guidance_sigma=1.0) -> dict:  # fmt: skip
     """Generate the loop with each memory mode; returns mode -> dict(frames, metrics).
 
     `pipe` already holds the scene's depth provider; gt [N,3,H,W] are its rendered frames.
-    `memory_guidance` and `readout_copy` apply to every mode that has a memory;
-    all three are GenerationConfig's ("auto": the model folder's)."""
+    `memory_guidance` (with `memory_guidance_sigma`) and `readout_copy` apply to every mode
+    that has a memory; all are GenerationConfig's ("auto": the model folder's)."""
     from mirage.pipeline import GenerationConfig
     from mirage.pipeline.world_model import STAGES
 
@@ -157,6 +158,7 @@ def run_loop(pipe, cameras, gt: torch.Tensor, steps: int, chunk_frames: int, see
             memory=mode,
             seed=seed,
             memory_guidance=1.0 if mode == "none" else memory_guidance,
+            memory_guidance_sigma=memory_guidance_sigma,
             readout_copy=0.0 if mode == "none" else readout_copy,
             sky_distance=sky_distance,
         )

@@ -31,6 +31,7 @@ def sample_chunk(
     cache: str = "off",  # step cache of the main blocks (mirage.models.step_cache.CACHE_MODES)
     cache_threshold: float = 0.05,  # its threshold (First Block Cache: relative residual change)
     memory_guidance: float = 1.0,  # w, seen cells: v(empty) + w (v(readout) - v(empty)); 1 = off
+    memory_guidance_sigma: float = 1.0,  # guide only the steps of noise level sigma <= this
     readout_copy: float = 0.0,  # c: each clean estimate moved c of the way to the readout; 0 = off
 ) -> torch.Tensor:  # -> [Ft,C,h,w] denoised target latents (float32)
     sched = copy.deepcopy(scheduler)  # UniPC keeps solver history: one fresh copy per chunk
@@ -57,11 +58,13 @@ def sample_chunk(
             if guidance_scale > 1.0:
                 v_null = _velocity(transformer, "uncond", null_text, *at, readout, *slots)
                 v = v_null + guidance_scale * (v - v_null)
-            if guided:  # where the memory sees: away from what the model makes without it
+            sigma = float(sched.sigmas[i])
+            if guided and sigma <= memory_guidance_sigma:
+                # where the memory sees: away from what the model makes without it
                 v_empty = _velocity(transformer, "empty", text, *at, empty, *slots)
                 v = v_empty + (1 + (memory_guidance - 1) * seen) * (v - v_empty)
             if copies:
-                v = copy_readout(v, x, float(sched.sigmas[i]), target, readout_copy * seen)
+                v = copy_readout(v, x, sigma, target, readout_copy * seen)
             x = sched.step(v, t, x).prev_sample
     return x
 

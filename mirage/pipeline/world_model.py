@@ -310,7 +310,8 @@ class MiragePipeline:
                 inputs.condition, cfg.num_inference_steps, cfg.guidance_scale, null_text,
                 cfg.side_scale, progress, after=inputs.after, num_ref=inputs.num_ref,
                 cache=cfg.cache, cache_threshold=cfg.cache_threshold,
-                memory_guidance=cfg.memory_guidance, readout_copy=cfg.readout_copy,
+                memory_guidance=cfg.memory_guidance,
+                memory_guidance_sigma=cfg.memory_guidance_sigma, readout_copy=cfg.readout_copy,
             )  # fmt: skip
         # 3. decode the chunk (slot 0 decodes to the given first frame)
         latents = torch.cat([first, targets])

@@ -44,6 +44,7 @@ def test_generate_writes_video_frames_memory_and_metadata(tiny_model_dir, tmp_pa
         (["--sky-distance", "far"], "sky_distance"),
         (["--voxel-size", "big"], "voxel_size"),
         (["--readout-copy", "1.5"], "readout_copy"),
+        (["--memory-guidance-sigma", "0"], "memory_guidance_sigma"),
         (["--readout-copy", "0.5", "--memory", "none"], "needs a memory"),
     ],
 )
