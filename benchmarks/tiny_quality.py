@@ -19,7 +19,10 @@ its contrast ratio (a blurred or grey video cannot pass).
 With `--shards`, the scene seeds are checked against the training shards' scene seeds first.
 Each target also gets its ceiling: the score of the VAE's chunk-video reconstruction of the
 ground truth on the same measure, the most a generator of this VAE's latents can decode; a
-target above its ceiling needs a better VAE, not a better DiT.
+target above its ceiling needs a better VAE, not a better DiT. The way back revisits what the
+model invented on the way out, so the two way-back targets also get the run's own bound: on the
+return frames whose twin (the outbound frame at the same pose) was generated, what returning the
+twins exactly would score.
 
 Writes <out>.csv (one row per scene and memory), <out>.json (means overall and per kind,
 walks, the targets with their margins and ceilings, the machine) and prints the tables.
@@ -63,6 +66,8 @@ def loop_rows(pipe, scene, seed: int, kind: str, args, ss: int) -> list[dict]:
         rows.append({
             "scene": seed, "kind": kind, "memory": mode, "psnr": m["psnr_mean"],
             "psnr_return": m["psnr_return_mean"], "psnr_last": m["psnr_last"],
+            "psnr_return_twinned": m["psnr_return_twinned_mean"],
+            "psnr_twins": m["psnr_twins_mean"],
             "ssim": m["ssim_mean"], "closed_loop_psnr": m["closed_loop_psnr_mean"],
             "contrast_return": m["contrast_ratio_return_mean"],
             "readout_alone": m.get("readout_psnr_mean", float("nan")),
@@ -71,6 +76,7 @@ def loop_rows(pipe, scene, seed: int, kind: str, args, ss: int) -> list[dict]:
     for name, b in trivial_baselines(gt, pipe.vae, 9).items():
         rows.append({"scene": seed, "kind": kind, "memory": name, "psnr": b["psnr_mean"],
                      "psnr_return": b["psnr_return_mean"], "psnr_last": b["psnr_last"],
+                     "psnr_return_twinned": b["psnr_return_twinned_mean"],
                      "contrast_return": b["contrast_return_mean"]})  # fmt: skip
     return rows
 
@@ -160,10 +166,20 @@ def targets(by_kind: dict, walks: list[dict]) -> dict:
         t["walk late: latent - flat colour >= 3 dB"] = (
             mean("psnr_late") - mean("flat_colour_late"), 3.0,
             mean("vae_video_ceiling_late") - mean("flat_colour_late"))  # fmt: skip
-    return {
+    out = {
         name: {"value": v, "threshold": th, "holds": v >= th, "ceiling": c}
         for name, (v, th, c) in t.items()
     }
+    # The way back revisits poses whose content the model invented on the way out: no memory
+    # of what was generated scores above those outbound frames ("twins"). On the return frames
+    # with a generated twin (all but the last), each way-back target's value and its bound.
+    for base in ("none", "flat colour"):
+        b = a[base.replace(" ", "_")]["psnr_return_twinned"]
+        out[f"way back: latent - {base} >= 6 dB"] |= {
+            "twinned": lat["psnr_return_twinned"] - b,
+            "recall_bound": lat["psnr_twins"] - b,
+        }
+    return out
 
 
 def main(argv=None) -> None:
@@ -295,6 +311,9 @@ def main(argv=None) -> None:
             else f"  (VAE ceiling {c:.3f}{'' if c >= t['threshold'] else ': out of reach'})"
         )
         print(f"{'holds' if t['holds'] else 'FAILS':<6} {name}: {t['value']:.3f}{room}")
+        if "recall_bound" in t:
+            print(f"{'':<7}without the last frame {t['twinned']:.3f}; returning the outbound "
+                  f"frames exactly would score {t['recall_bound']:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ METRIC_KEYS = (
     "closed_loop_pairs",
     "closed_loop_psnr",
     "closed_loop_psnr_mean",
+    "psnr_twins_mean",
+    "psnr_return_twinned_mean",
     "contrast_ratio",
     "contrast_ratio_mean",
     "contrast_ratio_return_mean",

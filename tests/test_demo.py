@@ -40,6 +40,9 @@ def test_loop_metrics_closed_forms():
         assert m["psnr"][j - 1] == pytest.approx(10 * math.log10(1 / mse), abs=1e-3)
     ret = [m["psnr"][j - 1] for j in range(5, 9)]
     assert m["psnr_return_mean"] == pytest.approx(sum(ret) / 4, abs=1e-4)
+    # twins: the generated outbound partners 3, 2, 1 (offset 0.1, 20 dB) of return frames 5..7
+    assert m["psnr_twins_mean"] == pytest.approx(20.0, abs=1e-3)
+    assert m["psnr_return_twinned_mean"] == pytest.approx(sum(ret[:3]) / 3, abs=1e-4)
     assert m["ssim"][0] < 1.0 and m["ssim_mean"] <= 1.0
 
 
@@ -58,6 +61,9 @@ def test_contrast_ratio_and_trivial_baselines_closed_forms():
 
     b = trivial_baselines(gt, Identity())
     assert b["vae_ceiling"]["psnr_mean"] == PSNR_CAP
+    # 9 frames: return frames 5, 6, 7 have generated twins (3, 2, 1), frame 8's is the given one
+    flat = b["flat_colour"]
+    assert flat["psnr_return_twinned_mean"] == pytest.approx(sum(flat["psnr"][4:7]) / 3)
     flat = gt[:1].mean(dim=(2, 3), keepdim=True)
     mse = ((gt[1:] - flat) ** 2).mean(dim=(1, 2, 3))
     want = (10 * torch.log10(1 / mse)).mean()
@@ -103,6 +109,7 @@ def test_video_round_trip_cuts_chunks_as_generation_does():
         "psnr",
         "psnr_mean",
         "psnr_return_mean",
+        "psnr_return_twinned_mean",
         "psnr_last",
         "contrast_return_mean",
     }

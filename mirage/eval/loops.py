@@ -32,7 +32,9 @@ def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
 
     Frame 0 is the given image and is left out. PSNR/SSIM per frame 1..N-1; the return frames
     are those of the way back (closed_loop_plan); closed-loop PSNR compares each return frame
-    with the generated outbound frame at the same pose.
+    with the generated outbound frame at the same pose (its twin). "psnr_twins_mean" scores the
+    generated twins against ground truth and "psnr_return_twinned_mean" their return frames:
+    a way back can only beat its twins by beating the memory of what was generated.
     """
     from mirage.eval.metrics import psnr, ssim
     from mirage.eval.plans import closed_loop_plan
@@ -43,6 +45,8 @@ def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
     p, s = psnr(frames[1:], gt[1:]).per_frame, ssim(frames[1:], gt[1:]).per_frame
     pairs = closed_loop_plan(N).pairs
     ret = torch.tensor([j - 1 for j, _ in pairs])
+    # return frames whose twin the model generated (the last frame's twin is the given image)
+    twinned = [(j - 1, i - 1) for j, i in pairs if i >= 1]
     cl = psnr(frames[[j for j, _ in pairs]], frames[[i for _, i in pairs]]).per_frame
     contrast = contrast_ratio(frames[1:], gt[1:])
     return {
@@ -55,6 +59,10 @@ def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
         "ssim_return_mean": float(s[ret].mean()),
         # the loop's last frame is at frame 0's pose, fully seen: pure memory recall
         "psnr_last": float(p[-1]),
+        # the way back is bounded by what the model generated on the way out: a memory that
+        # recalls its own outbound frames perfectly scores their PSNR ("twins") there
+        "psnr_return_twinned_mean": float(p[[j for j, _ in twinned]].mean()),
+        "psnr_twins_mean": float(p[[i for _, i in twinned]].mean()),
         "closed_loop_pairs": [list(x) for x in pairs],
         "closed_loop_psnr": cl.tolist(),
         "closed_loop_psnr_mean": float(cl.mean()),
@@ -85,7 +93,9 @@ def trivial_baselines(gt: torch.Tensor, vae, chunk_frames: int | None = None) ->
     from mirage.eval.plans import closed_loop_plan
 
     target = gt[1:]
-    ret = torch.tensor([j - 1 for j, _ in closed_loop_plan(len(gt)).pairs])
+    pairs = closed_loop_plan(len(gt)).pairs
+    ret = torch.tensor([j - 1 for j, _ in pairs])
+    twinned = torch.tensor([j - 1 for j, i in pairs if i >= 1])  # as loop_metrics has them
     candidates = {
         "flat_colour": gt[:1].mean(dim=(2, 3), keepdim=True).expand_as(target),
         "copy_first_frame": gt[:1].expand_as(target),
@@ -101,6 +111,7 @@ def trivial_baselines(gt: torch.Tensor, vae, chunk_frames: int | None = None) ->
         contrast = contrast_ratio(frames[ret], target[ret])
         out[name] = {"psnr": per_frame.tolist(), "psnr_mean": float(per_frame.mean()),
                      "psnr_return_mean": float(per_frame[ret].mean()),
+                     "psnr_return_twinned_mean": float(per_frame[twinned].mean()),
                      "psnr_last": float(per_frame[-1]),
                      "contrast_return_mean": float(contrast.mean())}  # fmt: skip
     return out
