@@ -20,9 +20,9 @@ With `--shards`, the scene seeds are checked against the training shards' scene 
 Each target also gets its ceiling: the score of the VAE's chunk-video reconstruction of the
 ground truth on the same measure, the most a generator of this VAE's latents can decode; a
 target above its ceiling needs a better VAE, not a better DiT. The way back revisits what the
-model invented on the way out, so the two way-back targets also get the run's own bound: on the
-return frames whose twin (the outbound frame at the same pose) was generated, what returning the
-twins exactly would score.
+model invented on the way out, so the two way-back targets and the contrast also get the run's
+own bound: on the return frames whose twin (the outbound frame at the same pose) was generated,
+what returning the twins exactly would score.
 
 Writes <out>.csv (one row per scene and memory), <out>.json (means overall and per kind,
 walks, the targets with their margins and ceilings, the machine) and prints the tables.
@@ -70,6 +70,8 @@ def loop_rows(pipe, scene, seed: int, kind: str, args, ss: int) -> list[dict]:
             "psnr_twins": m["psnr_twins_mean"],
             "ssim": m["ssim_mean"], "closed_loop_psnr": m["closed_loop_psnr_mean"],
             "contrast_return": m["contrast_ratio_return_mean"],
+            "contrast_return_twinned": m["contrast_ratio_return_twinned_mean"],
+            "contrast_twins": m["contrast_ratio_twins_mean"],
             "readout_alone": m.get("readout_psnr_mean", float("nan")),
             "seconds": m["seconds_total"], "cache_mib": m["cache_mib_per_chunk"][-1],
         })  # fmt: skip
@@ -172,13 +174,18 @@ def targets(by_kind: dict, walks: list[dict]) -> dict:
     }
     # The way back revisits poses whose content the model invented on the way out: no memory
     # of what was generated scores above those outbound frames ("twins"). On the return frames
-    # with a generated twin (all but the last), each way-back target's value and its bound.
+    # with a generated twin (all but the last), the value and that bound of each way-back
+    # target and of the contrast.
     for base in ("none", "flat colour"):
         b = a[base.replace(" ", "_")]["psnr_return_twinned"]
         out[f"way back: latent - {base} >= 6 dB"] |= {
             "twinned": lat["psnr_return_twinned"] - b,
             "recall_bound": lat["psnr_twins"] - b,
         }
+    out["closed loop: contrast ratio >= 0.8"] |= {
+        "twinned": lat["contrast_return_twinned"],
+        "recall_bound": lat["contrast_twins"],
+    }
     return out
 
 

@@ -51,6 +51,8 @@ METRIC_KEYS = (
     "contrast_ratio",
     "contrast_ratio_mean",
     "contrast_ratio_return_mean",
+    "contrast_ratio_return_twinned_mean",
+    "contrast_ratio_twins_mean",
     "seconds",
     "seconds_total",
     "cache_mib_per_chunk",

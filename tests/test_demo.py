@@ -43,6 +43,8 @@ def test_loop_metrics_closed_forms():
     # twins: the generated outbound partners 3, 2, 1 (offset 0.1, 20 dB) of return frames 5..7
     assert m["psnr_twins_mean"] == pytest.approx(20.0, abs=1e-3)
     assert m["psnr_return_twinned_mean"] == pytest.approx(sum(ret[:3]) / 3, abs=1e-4)
+    # the twins are gt + 0.1: a shifted frame keeps its contrast exactly
+    assert m["contrast_ratio_twins_mean"] == pytest.approx(1.0, abs=1e-5)
     assert m["ssim"][0] < 1.0 and m["ssim_mean"] <= 1.0
 
 

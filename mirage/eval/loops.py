@@ -34,7 +34,8 @@ def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
     are those of the way back (closed_loop_plan); closed-loop PSNR compares each return frame
     with the generated outbound frame at the same pose (its twin). "psnr_twins_mean" scores the
     generated twins against ground truth and "psnr_return_twinned_mean" their return frames:
-    a way back can only beat its twins by beating the memory of what was generated.
+    a memory that gave the twins back exactly would score the first on those return frames
+    (likewise "contrast_ratio_twins_mean" and "contrast_ratio_return_twinned_mean").
     """
     from mirage.eval.metrics import psnr, ssim
     from mirage.eval.plans import closed_loop_plan
@@ -70,6 +71,8 @@ def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
         "contrast_ratio": contrast.tolist(),
         "contrast_ratio_mean": float(contrast.mean()),
         "contrast_ratio_return_mean": float(contrast[ret].mean()),
+        "contrast_ratio_return_twinned_mean": float(contrast[[j for j, _ in twinned]].mean()),
+        "contrast_ratio_twins_mean": float(contrast[[i for _, i in twinned]].mean()),
     }
 
 
