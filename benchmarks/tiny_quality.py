@@ -176,8 +176,8 @@ def targets(by_kind: dict, walks: list[dict]) -> dict:
     # of what was generated scores above those outbound frames ("twins"). On the return frames
     # with a generated twin (all but the last), the value and that bound of each way-back
     # target and of the contrast.
-    for base in ("none", "flat colour"):
-        b = a[base.replace(" ", "_")]["psnr_return_twinned"]
+    for base, key in (("none", "none"), ("flat colour", "flat_colour")):
+        b = a[key]["psnr_return_twinned"]
         out[f"way back: latent - {base} >= 6 dB"] |= {
             "twinned": lat["psnr_return_twinned"] - b,
             "recall_bound": lat["psnr_twins"] - b,

@@ -30,6 +30,8 @@ DEFAULT_VAE = Path(__file__).resolve().parents[1] / "mirage/assets/mirage-tiny/v
 
 
 def main(argv=None) -> None:
+    from mirage.memory.latent import FUSION_MODES
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="out/tiny-v2")
     p.add_argument("--vae", default=str(DEFAULT_VAE), help="AutoencoderKLWan folder")
@@ -60,7 +62,7 @@ def main(argv=None) -> None:
     )
     p.add_argument("--readout-dropout", type=float, default=0.0,
                    help="probability of an empty side-branch input (no memory)")  # fmt: skip
-    p.add_argument("--fusion", default="mean", choices=("mean", "latest", "first"),
+    p.add_argument("--fusion", default="mean", choices=FUSION_MODES,
                    help="how the training memories fuse a surface's views")  # fmt: skip
     args = p.parse_args(argv)
     work = Path(args.work)

@@ -44,10 +44,11 @@ def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
         raise ValueError(f"`frames` {tuple(frames.shape)} and `gt` {tuple(gt.shape)} differ")
     N = len(frames)
     p, s = psnr(frames[1:], gt[1:]).per_frame, ssim(frames[1:], gt[1:]).per_frame
-    pairs = closed_loop_plan(N).pairs
+    plan = closed_loop_plan(N)
+    pairs = plan.pairs
     ret = torch.tensor([j - 1 for j, _ in pairs])
-    # return frames whose twin the model generated (the last frame's twin is the given image)
-    twinned = [(j - 1, i - 1) for j, i in pairs if i >= 1]
+    back = [j - 1 for j, _ in plan.twinned]  # return frames whose twin was generated
+    twins = [i - 1 for _, i in plan.twinned]
     cl = psnr(frames[[j for j, _ in pairs]], frames[[i for _, i in pairs]]).per_frame
     contrast = contrast_ratio(frames[1:], gt[1:])
     return {
@@ -62,8 +63,8 @@ def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
         "psnr_last": float(p[-1]),
         # the way back is bounded by what the model generated on the way out: a memory that
         # recalls its own outbound frames perfectly scores their PSNR ("twins") there
-        "psnr_return_twinned_mean": float(p[[j for j, _ in twinned]].mean()),
-        "psnr_twins_mean": float(p[[i for _, i in twinned]].mean()),
+        "psnr_return_twinned_mean": float(p[back].mean()),
+        "psnr_twins_mean": float(p[twins].mean()),
         "closed_loop_pairs": [list(x) for x in pairs],
         "closed_loop_psnr": cl.tolist(),
         "closed_loop_psnr_mean": float(cl.mean()),
@@ -71,8 +72,8 @@ def loop_metrics(frames: torch.Tensor, gt: torch.Tensor) -> dict:
         "contrast_ratio": contrast.tolist(),
         "contrast_ratio_mean": float(contrast.mean()),
         "contrast_ratio_return_mean": float(contrast[ret].mean()),
-        "contrast_ratio_return_twinned_mean": float(contrast[[j for j, _ in twinned]].mean()),
-        "contrast_ratio_twins_mean": float(contrast[[i for _, i in twinned]].mean()),
+        "contrast_ratio_return_twinned_mean": float(contrast[back].mean()),
+        "contrast_ratio_twins_mean": float(contrast[twins].mean()),
     }
 
 
@@ -96,9 +97,9 @@ def trivial_baselines(gt: torch.Tensor, vae, chunk_frames: int | None = None) ->
     from mirage.eval.plans import closed_loop_plan
 
     target = gt[1:]
-    pairs = closed_loop_plan(len(gt)).pairs
-    ret = torch.tensor([j - 1 for j, _ in pairs])
-    twinned = torch.tensor([j - 1 for j, i in pairs if i >= 1])  # as loop_metrics has them
+    plan = closed_loop_plan(len(gt))
+    ret = torch.tensor([j - 1 for j, _ in plan.pairs])
+    back = [j - 1 for j, _ in plan.twinned]  # loop_metrics' "return twinned" frames
     candidates = {
         "flat_colour": gt[:1].mean(dim=(2, 3), keepdim=True).expand_as(target),
         "copy_first_frame": gt[:1].expand_as(target),
@@ -114,7 +115,7 @@ def trivial_baselines(gt: torch.Tensor, vae, chunk_frames: int | None = None) ->
         contrast = contrast_ratio(frames[ret], target[ret])
         out[name] = {"psnr": per_frame.tolist(), "psnr_mean": float(per_frame.mean()),
                      "psnr_return_mean": float(per_frame[ret].mean()),
-                     "psnr_return_twinned_mean": float(per_frame[twinned].mean()),
+                     "psnr_return_twinned_mean": float(per_frame[back].mean()),
                      "psnr_last": float(per_frame[-1]),
                      "contrast_return_mean": float(contrast.mean())}  # fmt: skip
     return out

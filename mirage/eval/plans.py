@@ -20,6 +20,12 @@ class LoopPlan:
     outbound: list[int]  # frames 0 .. ceil(n/2) - 1
     pairs: list[tuple[int, int]]  # (return frame, outbound frame at the same pose)
 
+    @property
+    def twinned(self) -> list[tuple[int, int]]:
+        """The pairs whose outbound frame was generated: all but the last return frame's,
+        whose twin is frame 0, the given image."""
+        return [(j, i) for j, i in self.pairs if i >= 1]
+
 
 def nvs_plan(num_frames: int, num_context: int = 1, target_stride: int = 1) -> NVSPlan:
     """Novel-view plan for a clip of `num_frames` frames.

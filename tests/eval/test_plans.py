@@ -22,6 +22,8 @@ def test_closed_loop_plan_documented_examples():
     p = closed_loop_plan(4)  # even: the turning pose is shown twice (frames 1 and 2)
     assert p.outbound == [0, 1] and p.pairs == [(2, 1), (3, 0)]
     assert closed_loop_plan(9).pairs == [(5, 3), (6, 2), (7, 1), (8, 0)]
+    assert closed_loop_plan(9).twinned == [(5, 3), (6, 2), (7, 1)]  # frame 0 is given
+    assert closed_loop_plan(2).twinned == []
     assert loop_source_indices(5) == [0, 1, 2, 1, 0]
     assert loop_source_indices(4) == [0, 1, 1, 0]
     with pytest.raises(ValueError, match="num_frames"):
